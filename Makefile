@@ -1,0 +1,51 @@
+# phi3v: `make demo` and `make test` set everything up from nothing, then run.
+# GPU machines: install your CUDA build of torch into .venv first, then run with TORCH=torch.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.phi3v-installed
+DEMO_DIR ?= demo_out
+
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: help setup demo test lint format bench browser clean
+
+help: ## Show this help.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q "$(TORCH)" -e ".[all]"
+	touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install phi3v with every extra (idempotent).
+
+browser: ## Install headless chromium for the report's browser tests (skipped if impossible).
+	@command -v chromium >/dev/null 2>&1 || { \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: browser tests will be skipped"; }
+
+lint: $(STAMP) ## ruff lint and format check.
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP) ## Apply ruff fixes and formatting.
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+test: $(STAMP) browser lint ## Set up, then run lint and the whole test suite.
+	$(BIN)/pytest -q
+
+demo: $(STAMP) ## Set up, then run convert -> validate -> report -> train -> eval on synthetic data (CPU).
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+
+bench: $(STAMP) ## Run the benchmarks (prints throughput and peak-memory tables).
+	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean: ## Remove the demo output and caches (keeps .venv).
+	rm -rf $(DEMO_DIR) .pytest_cache .ruff_cache

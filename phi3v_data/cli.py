@@ -1,0 +1,50 @@
+"""The `phi3v` command line: this module only wires the commands.
+
+Each command lives in its own module and registers itself with `register(app)`. Command
+modules import heavy libraries (torch, av, datasets) inside the command functions, so
+`phi3v --help`, `phi3v validate` and `phi3v convert` start without them.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from phi3v_data import __version__
+
+app = typer.Typer(
+    name="phi3v",
+    help=(
+        "Get your own data into Phi-3.5-vision and fine-tune it.\n\n"
+        "convert -> validate -> report -> train -> eval/predict/export."
+    ),
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"phi3v {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Get your own data into Phi-3.5-vision and fine-tune it."""
+
+
+def _register_commands() -> None:
+    # One line per command module, in the order they appear in `phi3v --help`.
+    pass
+
+
+_register_commands()
+
+
+def main() -> None:
+    app()
