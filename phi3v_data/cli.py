@@ -40,7 +40,9 @@ def _root(
 
 def _register_commands() -> None:
     # One line per command module, in the order they appear in `phi3v --help`.
-    pass
+    import converters.cli
+
+    converters.cli.register(app)
 
 
 _register_commands()

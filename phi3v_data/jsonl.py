@@ -96,11 +96,13 @@ def iter_records(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_write(path: str | Path, mode: str = "wb", fsync: bool = True) -> Iterator[IO[Any]]:
     """Write to a temporary file beside `path`, then rename it over `path`.
 
     A crash at any moment leaves either the old file or the complete new one under the
     final name, never a half-written one; the temporary file is removed on error.
+    `fsync=False` skips the flush to disk (still atomic for a killed process; for bulk
+    files such as video frames, where an fsync per file would dominate the cost).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,7 +112,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         with os.fdopen(fd, mode, encoding=encoding) as stream:
             yield stream
             stream.flush()
-            os.fsync(stream.fileno())
+            if fsync:
+                os.fsync(stream.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -118,8 +121,8 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO[Any]]:
         raise
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_write(path, "wb") as stream:
+def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = True) -> None:
+    with atomic_write(path, "wb", fsync=fsync) as stream:
         stream.write(data)
 
 

@@ -1,0 +1,1 @@
+"""One module per source. Each registers its `phi3v convert <name>` command on import."""
