@@ -43,6 +43,9 @@ def _register_commands() -> None:
     import converters.cli
 
     converters.cli.register(app)
+    import phi3v_data.validate_cmd
+
+    phi3v_data.validate_cmd.register(app)
 
 
 _register_commands()
