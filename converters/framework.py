@@ -24,6 +24,7 @@ import dataclasses
 import hashlib
 import os
 import shutil
+import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -114,17 +115,21 @@ class OutputContext:
         """Hard-link (when asked and possible) or copy `source` to `images/<rel>`, atomically."""
         target = self.image_path(rel)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.link.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        if link:
-            try:
-                os.link(source, tmp)
-            except OSError:
+        # A unique temporary name: two workers may import the same image at once (a page
+        # shared by several items); each renames its own complete file into place.
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.link.tmp")
+        try:
+            if link:
+                try:
+                    os.link(source, tmp)
+                except OSError:
+                    shutil.copyfile(source, tmp)
+            else:
                 shutil.copyfile(source, tmp)
-        else:
-            shutil.copyfile(source, tmp)
-        os.replace(tmp, target)
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
         return rel
 
 
