@@ -1,0 +1,51 @@
+"""Batching: right-padded training batches and the `--max-length` policy.
+
+The processor pads and builds attention masks (`processor.collate`); this module adds
+the policy for samples longer than `--max-length`: the text is cut at the limit only
+when the cut leaves every image placeholder whole and keeps at least one target token
+(`truncate`), otherwise the sample is dropped; `--truncation drop` always drops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fit_to_max_length(
+    encoded: dict[str, Any], max_length: int, image_token_id: int, policy: str = "truncate"
+) -> tuple[dict[str, Any] | None, str]:
+    """(sample, outcome) with outcome `fits`, `truncated` or `dropped_too_long`.
+
+    A cut may never pass through an image's placeholder run: the model needs all of an
+    image's positions to place its features.
+    """
+    input_ids = encoded["input_ids"]
+    if len(input_ids) <= max_length:
+        return encoded, "fits"
+    if policy == "drop":
+        return None, "dropped_too_long"
+    inside_image = bool(input_ids[max_length - 1] == image_token_id) and bool(
+        input_ids[max_length] == image_token_id
+    )
+    # Images after the cut would lose their placeholders entirely: not allowed either.
+    images_after_cut = bool((input_ids[max_length:] == image_token_id).any())
+    has_target = bool((encoded["labels"][:max_length] != -100).any())
+    if inside_image or images_after_cut or not has_target:
+        return None, "dropped_too_long"
+    cut = dict(encoded)
+    cut["input_ids"] = input_ids[:max_length]
+    cut["labels"] = encoded["labels"][:max_length]
+    return cut, "truncated"
+
+
+class TrainCollator:
+    """`DataLoader` collate function: encoded samples -> right-padded batch."""
+
+    def __init__(self, processor: Any, padding_side: str = "right") -> None:
+        self.processor = processor
+        self.padding_side = padding_side
+
+    def __call__(self, encoded: list[dict[str, Any]]) -> dict[str, Any]:
+        batch = self.processor.collate(encoded, padding_side=self.padding_side)
+        # The model takes no `None` tensors through DDP/DeepSpeed wrappers gracefully.
+        return {key: value for key, value in batch.items() if value is not None}

@@ -1,0 +1,204 @@
+"""One typed configuration for a training run, built from the CLI flags.
+
+Defaults reproduce the reference recipe (AdamW betas (0.9, 0.95), eps 1e-7, weight
+decay 0.01, max grad norm 1.0, linear schedule with 50 warm-up steps, gradient
+checkpointing, global batch 64, LoRA r64 / alpha 128 / dropout 0 on the reference
+targets). The config is printed at start and saved as `run_config.json` beside the
+checkpoints, so every run can be reproduced from its output directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phi3v_data.tokens import check_num_crops
+
+MODES = ("full", "freeze-vision", "lora", "qlora")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+ATTENTIONS = ("sdpa", "flash_attention_2", "eager")
+REPORT_TO = ("tensorboard", "none")
+TRUNCATION = ("truncate", "drop")
+
+# The reference recipe's LoRA targets: language model always, vision tower and projector
+# only when vision trains.
+LANGUAGE_LORA_TARGETS = ("qkv_proj", "o_proj", "gate_up_proj", "down_proj")
+VISION_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2")
+PROJECTOR_LORA_TARGETS = ("img_projection.0", "img_projection.2")
+
+REFERENCE_WARMUP_STEPS = 50
+RUN_CONFIG_NAME = "run_config.json"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; see `phi3v train --help` for each field."""
+
+    model: Path
+    output_dir: Path
+    data_dir: Path | None = None
+    train_files: tuple[Path, ...] = ()
+    image_root: Path | None = None
+    split: str = "train"
+    eval_split: str | None = None
+    eval_files: tuple[Path, ...] = ()
+
+    mode: str = "full"
+    freeze_vision: bool = False
+    num_crops: int = 4
+    max_length: int | None = None
+    truncation: str = "truncate"
+
+    batch_size: int = 64
+    per_device_batch_size: int = 1
+    epochs: float = 1.0
+    max_steps: int | None = None
+    learning_rate: float = 4e-5
+    vision_learning_rate: float | None = None
+    projector_learning_rate: float | None = None
+    warmup_steps: int | None = None
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_epsilon: float = 1e-7
+    max_grad_norm: float = 1.0
+
+    lora_rank: int = 64
+    lora_alpha: int | None = None
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = LANGUAGE_LORA_TARGETS
+
+    precision: str = "auto"
+    attn: str = "sdpa"
+    gradient_checkpointing: bool = True
+    deepspeed: str | None = None
+
+    save_steps: int = 200
+    save_total_limit: int | None = 2
+    resume: str | None = None
+    eval_steps: int | None = None
+    eval_max_samples: int = 64
+    max_new_tokens: int = 64
+    logging_steps: int = 1
+    report_to: str = "tensorboard"
+    seed: int = 42
+    workers: int = 0
+    skip_validation: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def effective_lora_alpha(self) -> int:
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
+
+    @property
+    def trains_vision(self) -> bool:
+        return self.mode != "freeze-vision" and not self.freeze_vision
+
+    @property
+    def uses_lora(self) -> bool:
+        return self.mode in ("lora", "qlora")
+
+    def problems(self) -> list[str]:
+        """Every reason this configuration cannot run (empty when it is fine)."""
+        found: list[str] = []
+        if self.mode not in MODES:
+            found.append(f"--mode {self.mode!r}: choose one of {', '.join(MODES)}")
+        if self.precision not in PRECISIONS:
+            found.append(f"--precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if self.attn not in ATTENTIONS:
+            found.append(f"--attn {self.attn!r}: choose one of {', '.join(ATTENTIONS)}")
+        if self.report_to not in REPORT_TO:
+            found.append(f"--report-to {self.report_to!r}: choose one of {', '.join(REPORT_TO)}")
+        if self.truncation not in TRUNCATION:
+            found.append(f"--truncation {self.truncation!r}: choose one of {', '.join(TRUNCATION)}")
+        if self.attn == "flash_attention_2" and self.precision == "fp16":
+            found.append(
+                "--attn flash_attention_2 with --fp16 is refused: the reference recipe and "
+                "the model's flash-attention path are validated in bf16 only. Use --bf16 "
+                "(Ampere or newer GPUs), or keep --fp16 with --attn sdpa."
+            )
+        if self.attn == "flash_attention_2" and self.precision == "fp32":
+            found.append(
+                "--attn flash_attention_2 needs --bf16 (flash attention has no fp32 kernels)"
+            )
+        if self.freeze_vision and self.mode == "full":
+            found.append("--freeze-vision with --mode full: use --mode freeze-vision")
+        if self.mode == "qlora" and self.deepspeed is not None:
+            found.append(
+                "--mode qlora with --deepspeed is not supported: 4-bit weights cannot be "
+                "sharded by ZeRO. Use DDP (plain torchrun) for QLoRA."
+            )
+        if self.data_dir is None and not self.train_files:
+            found.append(
+                "no training data: pass --data-dir OUT (a converted folder) or JSONL files"
+            )
+        try:
+            check_num_crops(self.num_crops)
+        except ValueError as exc:
+            found.append(f"--num-crops: {exc}")
+        for name in ("batch_size", "per_device_batch_size", "save_steps", "lora_rank"):
+            if getattr(self, name) < 1:
+                found.append(f"--{name.replace('_', '-')} must be at least 1")
+        if self.max_length is not None and self.max_length < 16:
+            found.append("--max-length must be at least 16 tokens")
+        if self.max_steps is None and self.epochs <= 0:
+            found.append("--epochs must be positive (or pass --max-steps)")
+        if self.eval_steps is not None and self.eval_steps < 1:
+            found.append("--eval-steps must be at least 1")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            found.append("--lora-dropout must be in [0, 1)")
+        return found
+
+    def check(self) -> TrainConfig:
+        problems = self.problems()
+        if problems:
+            raise ConfigError("\n".join(f"- {problem}" for problem in problems))
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        return {key: _jsonable(value) for key, value in data.items()}
+
+    def save(self, path: Path) -> None:
+        from phi3v_data.jsonl import atomic_write_bytes
+
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        atomic_write_bytes(path, text.encode())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        kwargs = dict(data)
+        for name in ("model", "output_dir", "data_dir", "image_root"):
+            if kwargs.get(name) is not None:
+                kwargs[name] = Path(kwargs[name])
+        for name in ("train_files", "eval_files"):
+            kwargs[name] = tuple(Path(p) for p in kwargs.get(name, ()))
+        kwargs["lora_targets"] = tuple(kwargs.get("lora_targets", LANGUAGE_LORA_TARGETS))
+        return cls(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [_jsonable(item) for item in value]
+    return value
+
+
+def warmup_steps_for(config: TrainConfig, total_steps: int) -> int:
+    """The reference's 50 warm-up steps, capped at 10 % of a short run.
+
+    A 40-step run with 50 warm-up steps would never reach its learning rate; the cap
+    keeps the schedule's shape for tiny runs and changes nothing for real ones
+    (>= 500 steps).
+    """
+    if config.warmup_steps is not None:
+        return config.warmup_steps
+    return min(REFERENCE_WARMUP_STEPS, total_steps // 10)

@@ -1,0 +1,443 @@
+"""`phi3v train` as a library call: pre-flight, model for the mode, HF Trainer, final save.
+
+    run_config.json ─┐
+    data (JSONL) ──validate──> TrainDataset ──TrainCollator──> Phi3VTrainer ──> checkpoint-N/ (atomic)
+    model dir ──modes──> model (full | freeze-vision | LoRA | QLoRA) ─┘            └──> final model + plot
+
+Output folder: the final model (official layout, or a PEFT adapter for LoRA/QLoRA) with
+the processor files, `run_config.json`, `train_log.jsonl`, `training_curves.png`,
+TensorBoard events under `runs/`, `checkpoint-N/` folders, `skipped_samples.jsonl` when
+samples were skipped, and `train_summary.json`, written last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phi3v_train.config import RUN_CONFIG_NAME, ConfigError, TrainConfig, warmup_steps_for
+from phi3v_train.data import (
+    SKIPPED_LOG_NAME,
+    Sample,
+    SkipLog,
+    TrainDataset,
+    load_samples,
+    split_files,
+)
+from phi3v_train.distributed import (
+    barrier,
+    deepspeed_config,
+    gradient_accumulation_steps,
+    is_main_process,
+    rank,
+    shutdown,
+    world_size,
+)
+from phi3v_train.trainer import (
+    TRAIN_LOG_NAME,
+    JsonlLogCallback,
+    NonFiniteLossCallback,
+    NonFiniteLossError,
+    Phi3VTrainer,
+    RichProgressCallback,
+    newest_complete_checkpoint,
+    remove_incomplete_checkpoints,
+    truncate_train_log,
+)
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_NAME = "train_summary.json"
+PLOT_NAME = "training_curves.png"
+
+
+class PreflightError(RuntimeError):
+    """The data failed validation; the message says where and how to see every problem."""
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    global_step: int
+    train_loss: float | None
+    skipped: dict[str, int] = field(default_factory=dict)
+    resumed_from: str | None = None
+    log: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- pre-flight -----------------------------------------------------------------------------
+
+
+def data_files(config: TrainConfig, split: str | None, explicit: tuple[Path, ...]) -> list[Path]:
+    if explicit:
+        return list(explicit)
+    if config.data_dir is None or split is None:
+        return []
+    return split_files(config.data_dir, split)
+
+
+def preflight(config: TrainConfig, files: list[Path], console=None) -> dict[str, Any]:
+    """Validate `files` at the run's num_crops and max-length; return the data statistics.
+
+    Raises:
+        PreflightError: when the validator finds errors (unless `--skip-validation`).
+    """
+    from phi3v_data.validate import ValidateOptions, validate_paths
+
+    tokenizer = config.model if (config.model / "tokenizer.json").is_file() else None
+    options = ValidateOptions(
+        image_root=config.image_root,
+        max_length=config.max_length,
+        num_crops=config.num_crops,
+        tokenizer=tokenizer,
+        show_progress=console is not None,
+    )
+    report = validate_paths(files, options)
+    if not report.ok and not config.skip_validation:
+        shown = "\n".join(
+            f"  {p.location}: [{p.code}] {p.message}"
+            for p in report.problems
+            if p.severity == "error"
+        )
+        lines = shown.splitlines()
+        more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+        raise PreflightError(
+            f"the training data has {report.errors} error(s); nothing was trained:\n"
+            + "\n".join(lines[:20])
+            + more
+            + "\nFix them (see `phi3v validate` for the full report), or pass "
+            "--skip-validation to train anyway (bad samples are then skipped and counted)."
+        )
+    return report.stats.to_dict()
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def _training_arguments(config: TrainConfig, precision: str, accumulation: int, total_steps: int):
+    import torch
+    from transformers import TrainingArguments
+
+    on_gpu = torch.cuda.is_available()
+    evaluate = config.eval_steps is not None
+    kwargs: dict[str, Any] = {
+        "output_dir": str(config.output_dir),
+        "per_device_train_batch_size": config.per_device_batch_size,
+        "per_device_eval_batch_size": config.per_device_batch_size,
+        "gradient_accumulation_steps": accumulation,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps if config.max_steps is not None else -1,
+        "learning_rate": config.learning_rate,
+        "weight_decay": config.weight_decay,
+        "adam_beta1": config.adam_beta1,
+        "adam_beta2": config.adam_beta2,
+        "adam_epsilon": config.adam_epsilon,
+        "max_grad_norm": config.max_grad_norm,
+        "lr_scheduler_type": "linear",
+        "warmup_steps": warmup_steps_for(config, total_steps),
+        "optim": "adamw_torch",
+        "logging_steps": config.logging_steps,
+        "logging_nan_inf_filter": False,  # a NaN must reach the guard, not be averaged away
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": None,  # rotation is ours: only complete checkpoints are deleted
+        "eval_strategy": "steps" if evaluate else "no",
+        "eval_steps": config.eval_steps,
+        "prediction_loss_only": True,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "gradient_checkpointing": config.gradient_checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False},
+        "report_to": [] if config.report_to == "none" else [config.report_to],
+        "seed": config.seed,
+        "dataloader_num_workers": config.workers,
+        "remove_unused_columns": False,
+        "label_names": ["labels"],
+        "disable_tqdm": True,
+        "ddp_find_unused_parameters": False,
+        "use_cpu": not on_gpu,
+        "save_only_model": False,
+    }
+    if world_size() > 1:
+        kwargs["ddp_backend"] = "nccl" if on_gpu else "gloo"
+    if config.deepspeed is not None:
+        kwargs["deepspeed"] = deepspeed_config(config.deepspeed, precision)
+    return TrainingArguments(**kwargs)
+
+
+def estimated_total_steps(config: TrainConfig, samples: int, accumulation: int) -> int:
+    if config.max_steps is not None:
+        return config.max_steps
+    batches = math.ceil(samples / (config.per_device_batch_size * world_size()))
+    return max(1, math.ceil(config.epochs * math.ceil(batches / accumulation)))
+
+
+def resume_checkpoint(config: TrainConfig) -> Path | None:
+    """The checkpoint `--resume` names: `auto` = the newest complete one (or none)."""
+    if config.resume is None:
+        return None
+    if config.resume == "auto":
+        if is_main_process():
+            remove_incomplete_checkpoints(config.output_dir)
+        return newest_complete_checkpoint(config.output_dir)
+    path = Path(config.resume)
+    if not (path / "trainer_state.json").is_file():
+        raise ConfigError(f"--resume {path}: not a checkpoint folder (no trainer_state.json)")
+    return path
+
+
+def run_training(config: TrainConfig, console=None) -> TrainResult:
+    """Train as `config` says; on every process of a torchrun launch."""
+    try:
+        result = _run(config, console if is_main_process() else None)
+    except BaseException:
+        shutdown(wait=False)  # the other ranks may never reach a barrier
+        raise
+    shutdown()
+    return result
+
+
+def _run(config: TrainConfig, console) -> TrainResult:
+    from transformers import PrinterCallback, set_seed
+
+    from phi3v_train.modes import load_model_for_training, resolve_precision, trainable_parameters
+    from phi3v_train.processing import Phi3VProcessor
+
+    config.check()
+    accumulation = gradient_accumulation_steps(
+        config.batch_size, config.per_device_batch_size, world_size()
+    )
+    precision = resolve_precision(config.precision)
+    train_files = data_files(config, config.split, config.train_files)
+    eval_files = data_files(config, config.eval_split, config.eval_files)
+    if config.eval_steps is not None and not eval_files:
+        raise ConfigError("--eval-steps needs evaluation data: pass --eval-split (e.g. val)")
+    config.output_dir.mkdir(parents=True, exist_ok=True)
+
+    stats: dict[str, Any] = {}
+    if is_main_process() and not config.skip_validation:
+        stats = preflight(config, train_files + eval_files, console)
+    samples = load_samples(train_files, config.image_root)
+    eval_samples = load_samples(eval_files, config.image_root) if eval_files else []
+
+    set_seed(config.seed)
+    processor = Phi3VProcessor.from_pretrained(config.model, num_crops=config.num_crops)
+    args = _training_arguments(
+        config, precision, accumulation, estimated_total_steps(config, len(samples), accumulation)
+    )
+    model = load_model_for_training(config, precision, device=str(args.device))
+    model.config._name_or_path = str(config.model.resolve())
+    if hasattr(model, "peft_config"):
+        for adapter in model.peft_config.values():
+            adapter.base_model_name_or_path = str(config.model.resolve())
+
+    resume = resume_checkpoint(config)
+    if is_main_process():
+        config.save(config.output_dir / RUN_CONFIG_NAME)
+        if resume is not None:
+            truncate_train_log(config.output_dir, int(resume.name.split("-")[-1]))
+        elif (config.output_dir / TRAIN_LOG_NAME).exists():
+            (config.output_dir / TRAIN_LOG_NAME).unlink()
+    if console is not None:
+        print_start_summary(
+            console,
+            config,
+            stats,
+            len(samples),
+            len(eval_samples),
+            trainable_parameters(model),
+            accumulation,
+            precision,
+            resume,
+        )
+
+    skips = SkipLog(config.output_dir / SKIPPED_LOG_NAME)
+    train_dataset = TrainDataset(samples, processor, config.max_length, config.truncation, skips)
+    eval_dataset = (
+        TrainDataset(eval_samples, processor, config.max_length, config.truncation, skips)
+        if eval_samples
+        else None
+    )
+    guard = NonFiniteLossCallback()
+    callbacks = [JsonlLogCallback(config.output_dir / TRAIN_LOG_NAME), guard]
+    if console is not None:
+        callbacks.append(RichProgressCallback(console))
+    from phi3v_train.collator import TrainCollator
+
+    trainer = Phi3VTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=TrainCollator(processor),
+        processing_class=processor,
+        callbacks=callbacks,
+        run_config=config,
+        task_evaluator=_task_evaluator(config, processor, eval_samples) if eval_samples else None,
+    )
+    trainer.remove_callback(PrinterCallback)  # logs go to train_log.jsonl and the progress bar
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    if guard.bad_step is not None:
+        last_good = newest_complete_checkpoint(config.output_dir)
+        raise NonFiniteLossError(
+            f"the loss became {guard.bad_value} at step {guard.bad_step}; training stopped "
+            f"and that step was not saved. Last good checkpoint: {last_good or 'none'}. "
+            "Lower --learning-rate, use --bf16 instead of --fp16, or check the data, then "
+            "resume with --resume PATH."
+        )
+    save_final(trainer, config, processor)
+    log = read_train_log(config.output_dir)
+    result = TrainResult(
+        config.output_dir,
+        trainer.state.global_step,
+        output.training_loss,
+        dict(skips.counts),
+        str(resume) if resume else None,
+        log,
+    )
+    if is_main_process():
+        plot_training_curves(log, config.output_dir / PLOT_NAME)
+        from phi3v_data.jsonl import atomic_write_bytes
+
+        summary = {
+            "global_step": result.global_step,
+            "train_loss": result.train_loss,
+            "skipped_samples_rank0": result.skipped,
+            "resumed_from": result.resumed_from,
+        }
+        atomic_write_bytes(
+            config.output_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode()
+        )
+    return result
+
+
+def _task_evaluator(config: TrainConfig, processor, eval_samples: list[Sample]):
+    """Generation metric on (at most `--eval-max-samples`) eval samples, sharded over ranks."""
+    from phi3v_train.evaluate import gather_predictions, generate_answers, shard, summarize
+
+    chosen = eval_samples[: config.eval_max_samples]
+
+    def evaluate(model) -> dict[str, float]:
+        if config.deepspeed == "zero3":
+            logger.warning("generation metrics are not computed under ZeRO-3 during training")
+            return {}
+        local = generate_answers(
+            model,
+            processor,
+            shard(chosen, rank(), world_size()),
+            batch_size=config.per_device_batch_size,
+            max_new_tokens=config.max_new_tokens,
+        )
+        summary = summarize(gather_predictions(local))
+        return {k: float(v) for k, v in summary.items() if k not in ("scored", "failed")}
+
+    return evaluate
+
+
+def save_final(trainer, config: TrainConfig, processor) -> None:
+    """Final model (+ processor) into the output folder: written aside, then moved in."""
+    staging = config.output_dir / ".final.tmp"
+    if is_main_process() and staging.exists():
+        shutil.rmtree(staging)
+    barrier()
+    trainer.save_model(str(staging))  # every rank: ZeRO-3 gathers the weights here
+    barrier()
+    if is_main_process():
+        processor.save_pretrained(staging)
+        for item in sorted(staging.iterdir()):
+            target = config.output_dir / item.name
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+        staging.rmdir()
+    barrier()
+
+
+def read_train_log(output_dir: Path) -> list[dict[str, Any]]:
+    path = output_dir / TRAIN_LOG_NAME
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_training_curves(log: list[dict[str, Any]], path: Path) -> None:
+    """Loss (train and eval) and learning rate against the step, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in log if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
+    rates = [(e["step"], e["learning_rate"]) for e in log if "learning_rate" in e]
+    figure, (loss_axes, lr_axes) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    if train:
+        loss_axes.plot(*zip(*train, strict=True), label="train loss")
+    if evals:
+        loss_axes.plot(*zip(*evals, strict=True), "o-", label="eval loss")
+    loss_axes.set_ylabel("loss")
+    loss_axes.legend()
+    loss_axes.grid(alpha=0.3)
+    if rates:
+        lr_axes.plot(*zip(*rates, strict=True), color="tab:orange")
+    lr_axes.set_ylabel("learning rate")
+    lr_axes.set_xlabel("step")
+    lr_axes.grid(alpha=0.3)
+    figure.tight_layout()
+    from phi3v_data.jsonl import atomic_write
+
+    with atomic_write(path, "wb") as stream:
+        figure.savefig(stream, format="png", dpi=100)
+    plt.close(figure)
+
+
+def print_start_summary(
+    console,
+    config: TrainConfig,
+    stats: dict[str, Any],
+    samples: int,
+    eval_samples: int,
+    trainable: dict[str, int],
+    accumulation: int,
+    precision: str,
+    resume: Path | None,
+) -> None:
+    from rich.table import Table
+
+    table = Table(title="phi3v train", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "mode",
+        f"{config.mode}  ({precision}, attn {config.attn}, "
+        f"gradient checkpointing {'on' if config.gradient_checkpointing else 'off'})",
+    )
+    table.add_row("samples", f"{samples} train, {eval_samples} eval")
+    tokens = stats.get("tokens", {})
+    if tokens.get("samples"):
+        exact = "exact" if tokens.get("exact") else "estimated"
+        table.add_row(
+            "tokens per sample",
+            f"p50 {tokens['p50']}  p90 {tokens['p90']}  p99 {tokens['p99']}  max {tokens['max']}"
+            f"  ({exact}, num_crops {tokens.get('num_crops')})",
+        )
+    table.add_row(
+        "trainable parameters",
+        "  ".join(f"{name} {count:,}" for name, count in trainable.items()),
+    )
+    table.add_row(
+        "effective batch",
+        f"{config.batch_size} = {config.per_device_batch_size} per device x {world_size()} "
+        f"process(es) x {accumulation} accumulation step(s)",
+    )
+    table.add_row("deepspeed", config.deepspeed or "off")
+    table.add_row("resume", str(resume) if resume else "no (fresh run)")
+    table.add_row("output", str(config.output_dir))
+    console.print(table)
+    console.print_json(json.dumps(config.to_dict()))

@@ -1,0 +1,266 @@
+"""`transformers.Trainer` adapted to the recipe: learning rates per component, atomic
+checkpoints, a non-finite loss guard, per-step JSONL log, rich progress, task metrics.
+
+Checkpoints: the Trainer writes `checkpoint-N/` in place; once every process has
+finished writing, the main process adds `checkpoint-N/COMPLETE`. `--resume auto` takes
+the newest complete checkpoint and removes incomplete ones (left by a kill), and
+`--save-total-limit` only ever deletes complete checkpoints older than a newer complete
+one, so a crash at any moment leaves a checkpoint to resume from.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from transformers import Trainer, TrainerCallback
+
+from phi3v_train.config import TrainConfig
+from phi3v_train.distributed import barrier
+
+COMPLETE_MARKER = "COMPLETE"
+TRAIN_LOG_NAME = "train_log.jsonl"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped without saving the bad weights."""
+
+
+# -- checkpoint bookkeeping ---------------------------------------------------------------
+
+
+def checkpoint_dirs(output_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every `checkpoint-N` folder, oldest first."""
+    if not output_dir.is_dir():
+        return []
+    found = []
+    for path in output_dir.iterdir():
+        match = _CHECKPOINT_RE.match(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / COMPLETE_MARKER).is_file()
+
+
+def newest_complete_checkpoint(output_dir: Path) -> Path | None:
+    complete = [path for _, path in checkpoint_dirs(output_dir) if is_complete(path)]
+    return complete[-1] if complete else None
+
+
+def remove_incomplete_checkpoints(output_dir: Path) -> list[Path]:
+    removed = []
+    for _, path in checkpoint_dirs(output_dir):
+        if not is_complete(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def rotate_checkpoints(output_dir: Path, keep: int | None) -> list[Path]:
+    """Delete the oldest complete checkpoints beyond `keep` (never an incomplete one)."""
+    if keep is None:
+        return []
+    complete = [path for _, path in checkpoint_dirs(output_dir) if is_complete(path)]
+    doomed = complete[: max(0, len(complete) - keep)]
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+    return doomed
+
+
+def truncate_train_log(output_dir: Path, last_step: int) -> None:
+    """Keep log lines up to `last_step` (a resumed run rewrites the steps after it)."""
+    from phi3v_data.jsonl import atomic_write_bytes
+
+    path = output_dir / TRAIN_LOG_NAME
+    if not path.is_file():
+        return
+    kept = [
+        line
+        for line in path.read_text().splitlines()
+        if line.strip() and json.loads(line).get("step", 0) <= last_step
+    ]
+    atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
+
+
+# -- the trainer --------------------------------------------------------------------------
+
+
+class Phi3VTrainer(Trainer):
+    """HF `Trainer` with the recipe's optimizer groups, atomic checkpoints and task metrics.
+
+    Args:
+        run_config: the run's `TrainConfig` (learning rates per component, save limit).
+        task_evaluator: called as `task_evaluator(model)` at each evaluation; returns
+            task metrics (e.g. {"accuracy": 0.5}) that are logged with the eval loss.
+    """
+
+    def __init__(
+        self, *args: Any, run_config: TrainConfig, task_evaluator=None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.run_config = run_config
+        self.task_evaluator = task_evaluator
+
+    def create_optimizer(self, model=None):
+        """AdamW with one group per (component, weight decay): vision, projector, language."""
+        from phi3v_train.modeling import component_of
+
+        if self.optimizer is not None:
+            return self.optimizer
+        opt_model = self.model if model is None else model
+        decayed = set(self.get_decay_parameter_names(opt_model))
+        config = self.run_config
+        rates = {
+            "language": config.learning_rate,
+            "projector": config.projector_learning_rate or config.learning_rate,
+            "vision": config.vision_learning_rate or config.learning_rate,
+        }
+        groups = []
+        for component, rate in rates.items():
+            for decay in (True, False):
+                params = [
+                    param
+                    for name, param in opt_model.named_parameters()
+                    if param.requires_grad
+                    and component_of(name) == component
+                    and (name in decayed) == decay
+                ]
+                if params:
+                    weight_decay = self.args.weight_decay if decay else 0.0
+                    groups.append({"params": params, "lr": rate, "weight_decay": weight_decay})
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+        return self.optimizer
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        output_dir = Path(self.args.output_dir)
+        checkpoint = output_dir / f"checkpoint-{self.state.global_step}"
+        barrier()  # every rank has written its shards (optimizer, RNG state)
+        if self.args.should_save:
+            (checkpoint / COMPLETE_MARKER).write_text(f"{self.state.global_step}\n")
+            rotate_checkpoints(output_dir, self.run_config.save_total_limit)
+        barrier()
+
+    def evaluation_loop(
+        self,
+        dataloader,
+        description: str,
+        prediction_loss_only: bool | None = None,
+        ignore_keys: list[str] | None = None,
+        metric_key_prefix: str = "eval",
+    ):
+        output = super().evaluation_loop(
+            dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix
+        )
+        prefix = metric_key_prefix
+        if self.task_evaluator is not None:
+            for name, value in self.task_evaluator(self.model).items():
+                output.metrics[f"{prefix}_{name}"] = value
+        return output
+
+
+# -- callbacks ----------------------------------------------------------------------------
+
+
+class JsonlLogCallback(TrainerCallback):
+    """Appends every log entry (loss, learning rate, grad norm, eval metrics) with its step."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            entry = {"step": state.global_step, "epoch": state.epoch, **logs}
+            with self.path.open("a", encoding="utf-8") as stream:
+                stream.write(json.dumps(entry) + "\n")
+
+
+class NonFiniteLossCallback(TrainerCallback):
+    """Stops the run at the first NaN/inf loss, before that step can be checkpointed.
+
+    The logged loss is averaged over all processes, so every rank sees the same value
+    and stops together.
+    """
+
+    def __init__(self) -> None:
+        self.bad_step: int | None = None
+        self.bad_value: float | None = None
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            self.bad_step, self.bad_value = state.global_step, loss
+            control.should_training_stop = True
+            control.should_save = False
+            control.should_evaluate = False
+        return control
+
+
+class RichProgressCallback(TrainerCallback):
+    """A rich progress bar with loss and learning rate (main process only)."""
+
+    def __init__(self, console=None) -> None:
+        self.console = console
+        self.progress = None
+        self.task = None
+        self.last: dict[str, float] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self.progress.start()
+        self.task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step, status=""
+        )
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.progress is None or not logs:
+            return
+        self.last.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
+        parts = []
+        if "loss" in self.last:
+            parts.append(f"loss {self.last['loss']:.4f}")
+        if "learning_rate" in self.last:
+            parts.append(f"lr {self.last['learning_rate']:.2e}")
+        parts += [
+            f"{k} {v:.4f}"
+            for k, v in self.last.items()
+            if k.startswith("eval_") and "runtime" not in k and "per_second" not in k
+        ]
+        self.progress.update(self.task, status="  ".join(parts))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

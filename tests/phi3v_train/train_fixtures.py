@@ -1,0 +1,62 @@
+"""Tiny converted data sets for the training tests: real JPEG/PNG files, a manifest.
+
+The task is learnable by the tiny model in a few steps: name the colour of a plain
+picture; a few text-only records are mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from phi3v_data.records import Record, Turn
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
+SIZES = [(64, 48), (48, 64), (56, 56)]
+QUESTION = "What colour is this picture? Answer with one word."
+
+
+def _records(images: Path, split: str, count: int, source: str) -> list[Record]:
+    records = []
+    names = list(COLOURS)
+    for i in range(count):
+        if i % 4 == 3:
+            turn = Turn("Say hello.", "Hello.")
+        else:
+            colour = names[i % len(names)]
+            rel = f"{split}/{colour}_{i}.{'png' if i % 2 else 'jpg'}"
+            path = images / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", SIZES[i % len(SIZES)], COLOURS[colour]).save(path)
+            turn = Turn(QUESTION, colour.capitalize() + ".", (rel,))
+        records.append(Record(f"{split}-{i:04d}", source, (turn,)))
+    return records
+
+
+def write_colour_dataset(out: Path, train: int = 8, val: int = 4, source: str = "colours") -> Path:
+    """A converted folder: `<source>_train.jsonl`, `<source>_val.jsonl`, images/, manifest."""
+    images = out / "images"
+    splits = {}
+    for split, count in (("train", train), ("val", val)):
+        lines = b"".join(r.to_json_line() for r in _records(images, split, count, source))
+        name = f"{source}_{split}.jsonl"
+        (out / name).write_bytes(lines)
+        splits[split] = {
+            "file": name,
+            "records": count,
+            "sha256": hashlib.sha256(lines).hexdigest(),
+            "inference_only": False,
+            "skipped": {},
+        }
+    manifest = {
+        "source": source,
+        "tool_version": "test",
+        "options": {},
+        "splits": splits,
+        "skips": [],
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
