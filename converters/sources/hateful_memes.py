@@ -1,0 +1,288 @@
+"""`phi3v convert hateful-memes`: the Hateful Memes challenge (is this meme hateful?).
+
+Sizes: train 8,500, dev_seen 500, dev_unseen 540, test_seen 1,000, test_unseen 2,000
+(phase 1: train, dev, test). Metrics: AUROC and accuracy.
+
+Accepted layouts of SRC (local files only):
+- the original folder: `img/NNNNN.png` and any of `train.jsonl`, `dev_seen.jsonl`,
+  `dev_unseen.jsonl`, `test_seen.jsonl`, `test_unseen.jsonl`, `dev.jsonl`, `test.jsonl`
+  (directly in SRC or in `SRC/data/`); each file is a split of that name. Images are
+  resolved from each line's `img`, never from its `id`;
+- a Hugging Face copy (parquet or `save_to_disk`) with columns `id`, an image column
+  (`Image`, or a string path), `label` (0/1, possibly a ClassLabel; -1 = none) and `text`;
+  split `validation` is written as `dev`.
+
+Records: id `hateful_memes-<split>-<id>` (the same meme may sit in several files),
+`meta` = `{id, img, label, text}`; answer `"Yes."` (label 1, hateful) or `"No."`.
+A file without any label (some test files) gives an inference-only split with empty answers.
+
+Prompt (reference recipe): one of 11 questions + `"\\nAnswer yes or no."`, drawn per
+record (seeded). Questions 0 and 1 are the two the reference documents; 2-10 are our
+own wording in the same spirit (the reference's other nine are not published).
+`--include-text` puts the meme's overlaid text before the question (not in the reference).
+Images: `images/hateful_memes/img/<name>.<real ext>` from files; content-addressed
+`images/hateful_memes/<sha[:2]>/<sha>.<ext>` from embedded bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
+
+import typer
+
+from converters.cli import (
+    OutDirOption,
+    OverwriteOption,
+    SourceArgument,
+    ValidateOption,
+    WorkersOption,
+    run_from_cli,
+)
+from converters.framework import (
+    ConversionError,
+    Converter,
+    ItemResult,
+    OutputContext,
+    Plan,
+    Skip,
+    WorkItem,
+)
+from converters.hf import HFSplit, RowRef, find_hf_copy, iter_rows, read_row
+from converters.images import (
+    DeepCheckOption,
+    ImageFailure,
+    LinkOption,
+    import_hf_image,
+    import_image_file,
+    mirrored_stem,
+)
+from converters.prompts import (
+    PromptChoice,
+    PromptIndexOption,
+    PromptOption,
+    PromptSeedOption,
+    checked_choice,
+    choose_template,
+    numbered,
+    template_fields,
+)
+from converters.registry import register_source
+from converters.rows import BadLabel, Row, parse_label, plan_rows, yes_no
+from phi3v_data.jsonl import iter_jsonl
+from phi3v_data.records import Record, Turn
+
+SOURCE = "hateful_memes"
+SPLIT_FILES = ("train", "dev_seen", "dev_unseen", "test_seen", "test_unseen", "dev", "test")
+SPLIT_ALIASES = {"validation": "dev", "val": "dev"}
+ANSWER_SUFFIX = "\nAnswer yes or no."
+QUESTIONS = (
+    "Is the sentiment of this meme offensive?",  # documented by the reference
+    "Does this meme promote hate speech?",  # documented by the reference
+    "Is this meme hateful?",
+    "Does this meme attack people because of who they are?",
+    "Would this meme be considered hateful towards a group of people?",
+    "Is this meme meant to demean a group of people?",
+    "Does this meme contain hateful content?",
+    "Does this meme target people for their race, religion, gender or origin?",
+    "Is the message of this meme hateful?",
+    "Would a content moderator flag this meme as hate speech?",
+    "Do the image and the text of this meme together express hate?",
+)
+TEMPLATES = tuple(question + ANSWER_SUFFIX for question in QUESTIONS)
+TEXT_LINE = 'Text on the meme: "{text}"\n'
+
+
+@dataclass(frozen=True)
+class MemesOptions:
+    include_text: bool = False
+    prompt: PromptChoice = field(default_factory=PromptChoice)
+    link: bool = False
+    deep_check: bool = False
+
+
+@dataclass(frozen=True)
+class Meme:
+    id: Any
+    img: str | None
+    text: str
+    label: bool | None
+    path: str | None = None  # original folder: the image file
+    row: RowRef | None = None  # HF copy: the row holding the image cell
+    column: str = ""
+    search_dirs: tuple[str, ...] = ()
+
+
+class HatefulMemesConverter(Converter):
+    name = SOURCE
+    progress_unit = "memes"
+
+    def plan(self, src: Path) -> Plan:
+        hf = find_hf_copy(src, SPLIT_ALIASES)
+        if hf is not None:
+            return plan_rows({split.name: _hf_rows(split, src) for split in hf.values()})
+        folder = _annotation_folder(src)
+        return plan_rows(
+            {
+                name: _file_rows(folder / f"{name}.jsonl", name, folder)
+                for name in SPLIT_FILES
+                if (folder / f"{name}.jsonl").is_file()
+            }
+        )
+
+    def process(self, item: WorkItem, output: OutputContext) -> ItemResult:
+        meme: Meme = item.payload.payload
+        options: MemesOptions = self.options
+        if meme.path is not None:
+            assert meme.img is not None
+            stem = mirrored_stem(SOURCE, meme.img)
+            imported = import_image_file(
+                output, Path(meme.path), stem, options.link, options.deep_check
+            )
+        else:
+            assert meme.row is not None
+            cell = read_row(meme.row, (meme.column,))[meme.column]
+            if isinstance(cell, str):
+                cell = {"bytes": None, "path": cell}
+            dirs = [Path(folder) for folder in meme.search_dirs]
+            imported = import_hf_image(
+                output, cell, SOURCE, item.key, dirs, options.link, options.deep_check
+            )
+        if isinstance(imported, ImageFailure):
+            return ItemResult(skips=[Skip(item.split, item.key, imported.reason, imported.detail)])
+        template = choose_template(TEMPLATES, f"{item.split}/{meme.id}", options.prompt)
+        user = template.format(text=meme.text)
+        if options.include_text and "text" not in template_fields(template):
+            user = TEXT_LINE.format(text=meme.text) + user
+        turn = Turn(user=user, assistant=yes_no(meme.label), images=(imported.rel,))
+        meta: dict[str, Any] = {"id": meme.id, "img": meme.img, "text": meme.text}
+        if meme.label is not None:
+            meta["label"] = int(meme.label)
+        record = Record(f"{SOURCE}-{item.split}-{meme.id}", SOURCE, (turn,), meta)
+        result = ItemResult(records=[record])
+        result.counters["images"] += 1
+        return result
+
+
+def _annotation_folder(src: Path) -> Path:
+    for folder in (src, src / "data", src / "hateful_memes"):
+        if any((folder / f"{name}.jsonl").is_file() for name in SPLIT_FILES):
+            return folder
+    raise ConversionError(
+        f"{src}: no Hateful Memes files found. Expected img/ with train.jsonl, dev_seen.jsonl, "
+        "... (or dev.jsonl/test.jsonl), or a Hugging Face copy (*.parquet or save_to_disk)."
+    )
+
+
+def _meme(raw: Any, names: list[str] | None) -> tuple[Any, str, bool | None] | str:
+    """(id, text, label) of an annotation, or a message saying what is wrong with it."""
+    if not isinstance(raw, dict):
+        return f"expected a JSON object, got {type(raw).__name__}"
+    meme_id = raw.get("id")
+    if isinstance(meme_id, bool) or not isinstance(meme_id, int | str) or meme_id == "":
+        return f"'id' must be an integer or a string, got {meme_id!r}"
+    text = raw.get("text")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        return f"meme {meme_id}: 'text' must be a string, got {text!r}"
+    try:
+        label = parse_label(raw.get("label"), names)
+    except BadLabel as exc:
+        return f"meme {meme_id}: {exc}"
+    return meme_id, text, label
+
+
+def _file_rows(path: Path, split: str, folder: Path) -> Iterator[Row | Skip]:
+    for line in iter_jsonl(path):
+        where = f"{path.name}:{line.lineno}"
+        if line.blank:
+            continue
+        if line.error is not None:
+            yield Skip(split, where, "bad_line", line.error[1])
+            continue
+        parsed = _meme(line.value, None)
+        if isinstance(parsed, str):
+            reason = "bad_label" if "label" in parsed else "bad_annotation"
+            yield Skip(split, where, reason, parsed)
+            continue
+        meme_id, text, label = parsed
+        img = line.value.get("img")
+        rel = PurePosixPath(str(img).replace("\\", "/")) if isinstance(img, str) else None
+        if rel is None or not img or rel.is_absolute() or ".." in rel.parts:
+            yield Skip(split, where, "bad_annotation", f"meme {meme_id}: bad 'img' {img!r}")
+            continue
+        meme = Meme(meme_id, str(rel), text, label, path=str(folder / rel))
+        yield Row(where, str(meme_id), label, meme)
+
+
+def _hf_rows(split: HFSplit, src: Path) -> Iterator[Row | Skip]:
+    column = next(iter(split.image_columns), None)
+    if column is None:
+        column = next((name for name in ("img", "image") if name in split.columns), None)
+    if column is None:
+        raise ConversionError(f"{split.files[0]}: no image column: is this a Hateful Memes copy?")
+    names = split.class_names("label")
+    path_column = column not in split.image_columns
+    wanted = ["id", "label", "text", *([column] if path_column else [])]
+    for ref, raw in iter_rows(split, wanted):
+        where = f"{Path(ref.file).name}: row {ref.row}"
+        parsed = _meme(raw, names)
+        if isinstance(parsed, str):
+            reason = "bad_label" if "label" in parsed else "bad_annotation"
+            yield Skip(split.name, where, reason, parsed)
+            continue
+        meme_id, text, label = parsed
+        img = raw.get(column) if path_column else None
+        meme = Meme(
+            meme_id,
+            img,
+            text,
+            label,
+            row=ref,
+            column=column,
+            search_dirs=(str(Path(ref.file).parent), str(src)),
+        )
+        yield Row(where, str(meme_id), label, meme)
+
+
+HELP = f"""Hateful Memes: is this meme hateful? (original folder or Hugging Face copy).
+
+SRC: the folder with img/ and the *.jsonl split files, or a Hugging Face copy
+(*.parquet files or a save_to_disk folder). One output file per split file.
+
+Template field: {{text}} (the meme's overlaid text). Built-in templates (0 and 1 are the
+reference's documented questions):
+
+{numbered(TEMPLATES)}
+
+Example: phi3v convert hateful-memes ~/data/hateful_memes -o data/memes --include-text
+"""
+
+
+@register_source("hateful-memes", help=HELP)
+def convert_hateful_memes(
+    src: SourceArgument,
+    out_dir: OutDirOption,
+    include_text: Annotated[
+        bool,
+        typer.Option(
+            "--include-text",
+            help='Add the meme\'s overlaid text before the question: Text on the meme: "...". '
+            "Not in the reference recipe.",
+        ),
+    ] = False,
+    prompt_seed: PromptSeedOption = 0,
+    prompt_index: PromptIndexOption = None,
+    prompt: PromptOption = None,
+    link: LinkOption = False,
+    deep_check: DeepCheckOption = False,
+    workers: WorkersOption = None,
+    overwrite: OverwriteOption = False,
+    validate: ValidateOption = True,
+) -> None:
+    choice = checked_choice(prompt_seed, prompt_index, prompt, TEMPLATES, {"text"})
+    options = MemesOptions(include_text, choice, link, deep_check)
+    run_from_cli(HatefulMemesConverter(options), src, out_dir, workers, overwrite, validate)
