@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -175,7 +176,7 @@ def print_summary(summary: ConversionSummary) -> None:
         )
     console.print(table)
     for skip in summary.skips[:10]:
-        console.print(f"  skipped [{skip.split}] {skip.item}: {skip.reason}: {skip.detail}")
+        console.print(escape(f"  skipped [{skip.split}] {skip.item}: {skip.reason}: {skip.detail}"))
     if len(summary.skips) > 10:
         console.print(f"  ... {len(summary.skips) - 10} more skips in manifest.json")
 
