@@ -46,6 +46,24 @@ def _register_commands() -> None:
     import phi3v_data.validate_cmd
 
     phi3v_data.validate_cmd.register(app)
+    import phi3v_data.report_cmd
+
+    phi3v_data.report_cmd.register(app)
+    import phi3v_train.train_cmd
+
+    phi3v_train.train_cmd.register(app)
+    import phi3v_train.eval_cmd
+
+    phi3v_train.eval_cmd.register(app)
+    import phi3v_train.predict_cmd
+
+    phi3v_train.predict_cmd.register(app)
+    import phi3v_train.export_cmd
+
+    phi3v_train.export_cmd.register(app)
+    import phi3v_train.init_model_cmd
+
+    phi3v_train.init_model_cmd.register(app)
 
 
 _register_commands()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,3 +222,82 @@ def write_results(
     lines = "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in predictions)
     atomic_write_bytes(out_dir / PREDICTIONS_NAME, lines.encode())
     atomic_write_bytes(out_dir / METRICS_NAME, (json.dumps(metrics, indent=2) + "\n").encode())
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """`phi3v eval` settings; see its `--help`."""
+
+    model: Path
+    data_dir: Path | None = None
+    files: tuple[Path, ...] = ()
+    split: str = "val"
+    image_root: Path | None = None
+    output_dir: Path | None = None
+    base_model: Path | None = None
+    metric: str = "auto"
+    batch_size: int = 8
+    max_new_tokens: int = 64
+    max_samples: int | None = None
+    num_crops: int | None = None
+    precision: str = "auto"
+    attn: str = "sdpa"
+
+    @property
+    def out(self) -> Path:
+        return self.output_dir or self.model / f"eval-{self.split}"
+
+
+def run_evaluation(
+    config: EvalConfig, on_batch: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Generate and score on this process's shard; rank 0 writes the results.
+
+    Returns the metrics (on every rank).
+    """
+    import torch
+
+    from phi3v_train.data import load_samples, split_files
+    from phi3v_train.distributed import is_main_process, rank, shutdown, world_size
+    from phi3v_train.modes import resolve_precision
+
+    files = list(config.files) or split_files(config.data_dir, config.split)
+    samples = load_samples(files, config.image_root)
+    if config.max_samples is not None:
+        samples = samples[: config.max_samples]
+    if world_size() > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    try:
+        model, processor = load_for_inference(
+            config.model,
+            base_model=config.base_model,
+            dtype_name=resolve_precision(config.precision),
+            attn=config.attn,
+            device=device,
+            num_crops=config.num_crops,
+        )
+        local = generate_answers(
+            model,
+            processor,
+            shard(samples, rank(), world_size()),
+            metric=config.metric,
+            batch_size=config.batch_size,
+            max_new_tokens=config.max_new_tokens,
+            on_batch=on_batch,
+        )
+        predictions = restore_order(gather_predictions(local), samples)
+        metrics = {
+            **summarize(predictions),
+            "samples": len(samples),
+            "model": str(config.model),
+            "files": [str(f) for f in files],
+            "metric_choice": config.metric,
+        }
+        if is_main_process():
+            write_results(config.out, predictions, metrics)
+    except BaseException:
+        shutdown(wait=False)
+        raise
+    shutdown()
+    return metrics

@@ -1,0 +1,136 @@
+"""`phi3v eval`: flags -> `EvalConfig` -> `run_evaluation` -> metrics table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from phi3v_data.tokens import NUM_CROPS_HELP
+
+_HELP = """Generate answers for a split and score them: predictions.jsonl + metrics.json.
+
+--metric auto picks per record source, as the reference does: ANLS for docvqa,
+exact-match accuracy (strip, strip ".", lower-case) for the others. Gold answers are
+meta.answers when present, else the last turn's answer.
+Several GPUs: torchrun --nproc_per_node=N $(which phi3v) eval ... (sharded, gathered on rank 0)."""
+
+
+def evaluate(
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            "-m",
+            help="A trained run folder, checkpoint or LoRA adapter.",
+            exists=True,
+            file_okay=False,
+        ),
+    ],
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            "-d",
+            help="A folder written by `phi3v convert`.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="JSONL files (instead of --data-dir).", show_default=False),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Split of --data-dir.")] = "val",
+    image_root: Annotated[Path | None, typer.Option(help="Image root for JSONL files.")] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", "-o", help="Where to write (default: MODEL/eval-SPLIT)."),
+    ] = None,
+    base_model: Annotated[
+        Path | None,
+        typer.Option(help="Base checkpoint of an adapter (default: from adapter_config.json)."),
+    ] = None,
+    metric: Annotated[str, typer.Option(help="auto | accuracy | anls.")] = "auto",
+    batch_size: Annotated[
+        int, typer.Option(help="Generation batch per process (left-padded).")
+    ] = 8,
+    max_new_tokens: Annotated[int, typer.Option()] = 64,
+    max_samples: Annotated[
+        int | None, typer.Option(help="Evaluate the first N samples only.")
+    ] = None,
+    num_crops: Annotated[
+        int | None, typer.Option(help=NUM_CROPS_HELP + " Default: the model's.")
+    ] = None,
+    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32.")] = "auto",
+    attn: Annotated[str, typer.Option(help="sdpa | flash_attention_2 | eager.")] = "sdpa",
+) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from phi3v_train.data import DataError
+    from phi3v_train.distributed import is_main_process, world_size
+    from phi3v_train.evaluate import EvalConfig, ModelLoadError, run_evaluation
+
+    console = Console(stderr=True)
+    if metric not in ("auto", "accuracy", "anls"):
+        raise typer.BadParameter("choose auto, accuracy or anls", param_hint="--metric")
+    if data_dir is None and not files:
+        raise typer.BadParameter("pass --data-dir OUT or JSONL files")
+    config = EvalConfig(
+        model=model,
+        data_dir=data_dir,
+        files=tuple(files or ()),
+        split=split,
+        image_root=image_root,
+        output_dir=output_dir,
+        base_model=base_model,
+        metric=metric,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        max_samples=max_samples,
+        num_crops=num_crops,
+        precision=precision,
+        attn=attn,
+    )
+    progress = Progress(
+        TextColumn("[bold]eval"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not is_main_process(),
+    )
+    try:
+        with progress:
+            task = progress.add_task("eval", total=None)
+            metrics = run_evaluation(
+                config, on_batch=lambda n: progress.advance(task, n * world_size())
+            )
+    except (DataError, ModelLoadError, FileNotFoundError) as exc:
+        console.print(f"[red]phi3v eval:[/] {exc}")
+        raise typer.Exit(code=2) from None
+    if not is_main_process():
+        return
+    table = Table(title=f"phi3v eval: {model}", title_justify="left")
+    table.add_column("metric", style="bold")
+    table.add_column("value", justify="right")
+    for name, value in metrics.items():
+        if isinstance(value, float):
+            table.add_row(name, f"{value:.4f}")
+        elif isinstance(value, int):
+            table.add_row(name, str(value))
+    console.print(table)
+    console.print(f"predictions.jsonl and metrics.json in {config.out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval", help=_HELP)(evaluate)

@@ -1,0 +1,271 @@
+"""`phi3v train`: flags -> `TrainConfig` -> `run_training` -> summary and exit code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from phi3v_data.tokens import NUM_CROPS_HELP
+from phi3v_train.config import (
+    ATTENTIONS,
+    LANGUAGE_LORA_TARGETS,
+    MODES,
+    REPORT_TO,
+    TRUNCATION,
+    ConfigError,
+    TrainConfig,
+)
+
+_HELP = """Fine-tune Phi-3.5-vision on a converted folder (or JSONL files).
+
+Defaults reproduce the reference recipe: AdamW (0.9, 0.95, eps 1e-7), weight decay 0.01,
+max grad norm 1.0, linear schedule with 50 warm-up steps (capped at 10 % of short runs),
+gradient checkpointing, global batch 64, LoRA r64 / alpha 128 / dropout 0.
+
+Several GPUs or nodes: launch with torchrun, e.g.
+  torchrun --nproc_per_node=8 $(which phi3v) train --data-dir OUT --model M -o RUN --deepspeed zero2
+Many nodes: add --nnodes=N --node_rank=I --master_addr=HOST --master_port=PORT (shared --output-dir).
+The global --batch-size stays the same; gradient accumulation follows from it.
+
+Interrupted? Run the same command with --resume auto: it continues from the newest
+complete checkpoint with exactly the losses of an uninterrupted run."""
+
+
+def _choice(value: str, choices: tuple[str, ...], flag: str) -> str:
+    if value not in choices:
+        raise typer.BadParameter(f"choose one of {', '.join(choices)}", param_hint=flag)
+    return value
+
+
+def train(
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="JSONL files to train on (instead of --data-dir).", show_default=False),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            "-d",
+            help="A folder written by `phi3v convert`.",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = None,
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Checkpoint folder in the official layout (the downloaded "
+            "Phi-3.5-vision-instruct, or `phi3v init-model` output).",
+            exists=True,
+            file_okay=False,
+        ),
+    ] = ...,  # type: ignore[assignment]
+    output_dir: Annotated[
+        Path, typer.Option("--output-dir", "-o", help="Run folder: checkpoints, logs, final model.")
+    ] = ...,  # type: ignore[assignment]
+    image_root: Annotated[
+        Path | None,
+        typer.Option(help="Image root for JSONL files (default: images/ beside each file)."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Training split of --data-dir.")] = "train",
+    eval_split: Annotated[
+        str | None,
+        typer.Option(help="Evaluation split of --data-dir (default with --eval-steps: val)."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="full | freeze-vision (CLIP + projector frozen) | lora | qlora (4-bit nf4 base)."
+        ),
+    ] = "full",
+    freeze_vision: Annotated[
+        bool, typer.Option(help="LoRA/QLoRA: no adapters on the vision tower and projector.")
+    ] = False,
+    num_crops: Annotated[int, typer.Option(help=NUM_CROPS_HELP)] = 4,
+    max_length: Annotated[
+        int | None,
+        typer.Option(help="Longest sequence in tokens (images included). Default: no limit."),
+    ] = None,
+    truncation: Annotated[
+        str,
+        typer.Option(
+            help="Samples over --max-length: 'truncate' cuts the text when no image is cut "
+            "(else drops), 'drop' always drops. Both are counted and reported."
+        ),
+    ] = "truncate",
+    batch_size: Annotated[
+        int, typer.Option(help="Global batch (all processes, all accumulation steps).")
+    ] = 64,
+    per_device_batch_size: Annotated[
+        int,
+        typer.Option(
+            help="Samples per device per step. Raise it while memory allows; lower it on OOM."
+        ),
+    ] = 1,
+    epochs: Annotated[float, typer.Option(help="Passes over the training data.")] = 1.0,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Optimizer steps (overrides --epochs).")
+    ] = None,
+    learning_rate: Annotated[
+        float, typer.Option("--learning-rate", "--lr", help="Language model LR.")
+    ] = 4e-5,
+    vision_lr: Annotated[
+        float | None, typer.Option(help="Vision tower LR (default: --lr).")
+    ] = None,
+    projector_lr: Annotated[
+        float | None, typer.Option(help="Projector LR (default: --lr).")
+    ] = None,
+    warmup_steps: Annotated[
+        int | None, typer.Option(help="Warm-up steps (default: 50, at most 10 % of the run).")
+    ] = None,
+    weight_decay: Annotated[float, typer.Option()] = 0.01,
+    max_grad_norm: Annotated[float, typer.Option()] = 1.0,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank (reference 64).")] = 64,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha (default 2 x rank).")] = None,
+    lora_dropout: Annotated[float, typer.Option()] = 0.0,
+    lora_targets: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated module names. The default adds the CLIP and projector "
+            "targets when vision trains."
+        ),
+    ] = ",".join(LANGUAGE_LORA_TARGETS),
+    bf16: Annotated[
+        bool, typer.Option("--bf16", help="bfloat16 mixed precision (Ampere+ GPUs).")
+    ] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="float16 mixed precision (older GPUs).")
+    ] = False,
+    fp32: Annotated[
+        bool,
+        typer.Option(
+            "--fp32", help="Full float32. Default: bf16 if the GPU has it, else fp16; fp32 on CPU."
+        ),
+    ] = False,
+    attn: Annotated[
+        str, typer.Option(help="sdpa | flash_attention_2 (bf16 GPUs) | eager.")
+    ] = "sdpa",
+    gradient_checkpointing: Annotated[
+        bool,
+        typer.Option(help="Recompute activations in backward: much less memory, ~30 % slower."),
+    ] = True,
+    deepspeed: Annotated[
+        str | None,
+        typer.Option(
+            help="zero2 (the reference settings) | zero3 | PATH to a DeepSpeed JSON config."
+        ),
+    ] = None,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N optimizer steps.")] = 200,
+    save_total_limit: Annotated[
+        int | None, typer.Option(help="Keep at most N complete checkpoints (default 2).")
+    ] = 2,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            help="'auto' (newest complete checkpoint in --output-dir, if any) or a checkpoint folder."
+        ),
+    ] = None,
+    eval_steps: Annotated[
+        int | None, typer.Option(help="Evaluate (loss + task metric) every N steps.")
+    ] = None,
+    eval_max_samples: Annotated[
+        int, typer.Option(help="Samples used for the generation metric at each evaluation.")
+    ] = 64,
+    max_new_tokens: Annotated[
+        int, typer.Option(help="Generation length for the task metric.")
+    ] = 64,
+    report_to: Annotated[
+        str, typer.Option(help="tensorboard (runs/ in --output-dir) | none.")
+    ] = "tensorboard",
+    seed: Annotated[int, typer.Option()] = 42,
+    workers: Annotated[
+        int, typer.Option(help="Data loader worker processes (4+ feeds a GPU).")
+    ] = 0,
+    skip_validation: Annotated[
+        bool,
+        typer.Option(help="Train even if `phi3v validate` finds errors (bad samples are skipped)."),
+    ] = False,
+) -> None:
+    from phi3v_train.data import DataError, has_split
+    from phi3v_train.distributed import is_main_process
+    from phi3v_train.train import PreflightError, run_training
+    from phi3v_train.trainer import NonFiniteLossError
+
+    console = Console(stderr=True)
+    if sum((bf16, fp16, fp32)) > 1:
+        raise typer.BadParameter("choose one of --bf16, --fp16, --fp32")
+    precision = "bf16" if bf16 else "fp16" if fp16 else "fp32" if fp32 else "auto"
+    if (
+        eval_steps is not None
+        and eval_split is None
+        and data_dir is not None
+        and has_split(data_dir, "val")
+    ):
+        eval_split = "val"
+    config = TrainConfig(
+        model=model,
+        output_dir=output_dir,
+        data_dir=data_dir,
+        train_files=tuple(files or ()),
+        image_root=image_root,
+        split=split,
+        eval_split=eval_split,
+        mode=_choice(mode, MODES, "--mode"),
+        freeze_vision=freeze_vision,
+        num_crops=num_crops,
+        max_length=max_length,
+        truncation=_choice(truncation, TRUNCATION, "--truncation"),
+        batch_size=batch_size,
+        per_device_batch_size=per_device_batch_size,
+        epochs=epochs,
+        max_steps=max_steps,
+        learning_rate=learning_rate,
+        vision_learning_rate=vision_lr,
+        projector_learning_rate=projector_lr,
+        warmup_steps=warmup_steps,
+        weight_decay=weight_decay,
+        max_grad_norm=max_grad_norm,
+        lora_rank=lora_rank,
+        lora_alpha=lora_alpha,
+        lora_dropout=lora_dropout,
+        lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
+        precision=precision,
+        attn=_choice(attn, ATTENTIONS, "--attn"),
+        gradient_checkpointing=gradient_checkpointing,
+        deepspeed=deepspeed,
+        save_steps=save_steps,
+        save_total_limit=save_total_limit,
+        resume=resume,
+        eval_steps=eval_steps,
+        eval_max_samples=eval_max_samples,
+        max_new_tokens=max_new_tokens,
+        report_to=_choice(report_to, REPORT_TO, "--report-to"),
+        seed=seed,
+        workers=workers,
+        skip_validation=skip_validation,
+    )
+    try:
+        result = run_training(config, console)
+    except (ConfigError, DataError, PreflightError) as exc:
+        console.print(f"[red]phi3v train: cannot start:[/]\n{exc}")
+        raise typer.Exit(code=2) from None
+    except NonFiniteLossError as exc:
+        console.print(f"[red]phi3v train: stopped:[/] {exc}")
+        raise typer.Exit(code=1) from None
+    if is_main_process():
+        skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
+        console.print(
+            f"[green]done[/]: {result.global_step} steps, mean train loss "
+            f"{result.train_loss:.4f}; skipped samples: {skipped}\n"
+            f"model, train_log.jsonl and training_curves.png in {result.output_dir}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train", help=_HELP)(train)
