@@ -915,10 +915,13 @@ def _text_pieces(text: str) -> list[str]:
 
 
 def _estimate_tokens(text: str) -> int:
+    """Control tokens count 1; a newline 2 (the tokenizer writes it as a byte token, after a
+    control token also a separate space); the rest by bytes."""
     specials = len(_CHAT_TOKEN_RE.findall(text))
     rest = _CHAT_TOKEN_RE.sub("", text) if specials else text
+    newlines = rest.count("\n")
     size = len(rest) if rest.isascii() else len(rest.encode("utf-8"))
-    return specials + math.ceil(size / ESTIMATE_BYTES_PER_TOKEN)
+    return specials + 2 * newlines + math.ceil((size - newlines) / ESTIMATE_BYTES_PER_TOKEN)
 
 
 @functools.lru_cache(maxsize=4096)
