@@ -43,6 +43,10 @@ test: $(STAMP) browser lint ## Set up, then run lint and the whole test suite.
 
 demo: $(STAMP) ## Set up, then run convert -> validate -> report -> train -> eval on synthetic data (CPU).
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	$(BIN)/python -m phi3v_data.sample_data $(DEMO_DIR)
+	$(BIN)/phi3v validate $(DEMO_DIR)/sample --max-length 8192 --num-crops 4
+	@echo "== validate the copy with deliberate defects: problems (and exit code 1) are expected"
+	-$(BIN)/phi3v validate $(DEMO_DIR)/sample_defects --max-length 8192 --num-crops 4 --examples 1 --output $(DEMO_DIR)/sample_defects_report.json
 
 bench: $(STAMP) ## Run the benchmarks (prints throughput and peak-memory tables).
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
