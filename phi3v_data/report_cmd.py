@@ -1,0 +1,173 @@
+"""`phi3v report`: look at a dataset before a GPU is spent on it (see `phi3v_data.report`)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from phi3v_data.tokens import NUM_CROPS_HELP
+
+
+def report(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Converted dataset folders (OUT with manifest.json, *.jsonl and images/) or JSONL files.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
+        "report.html"
+    ),
+    samples: Annotated[
+        int,
+        typer.Option("--samples", min=0, help="Records shown per split (a seeded random sample)."),
+    ] = 48,
+    seed: Annotated[
+        int,
+        typer.Option("--seed", help="Sampling seed: the same seed and data give the same cards."),
+    ] = 0,
+    split: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--split",
+            help="Only this split (repeat for several), e.g. --split val.",
+            show_default=False,
+        ),
+    ] = None,
+    num_crops: Annotated[int, typer.Option("--num-crops", min=1, max=16, help=NUM_CROPS_HELP)] = 4,
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length",
+            min=1,
+            help="Training sequence length: drawn on the token histogram, longer samples are"
+            " reported as token_budget errors. The reference recipe trains with 4096.",
+            show_default=False,
+        ),
+    ] = None,
+    tokenizer: Annotated[
+        Path | None,
+        typer.Option(
+            "--tokenizer",
+            exists=True,
+            file_okay=False,
+            help="A model folder with tokenizer.json: exact text-token counts (default: estimated).",
+            show_default=False,
+        ),
+    ] = None,
+    image_root: Annotated[
+        Path | None,
+        typer.Option(
+            "--image-root",
+            help="Folder image paths are relative to (default: <jsonl dir>/images).",
+            show_default=False,
+        ),
+    ] = None,
+    assets_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--assets-dir",
+            help="Write thumbnails and full-size views as files here (linked relatively) instead"
+            " of embedding them: for large samples or to keep the page small.",
+            show_default=False,
+        ),
+    ] = None,
+    max_size_mb: Annotated[
+        int,
+        typer.Option(
+            "--max-size-mb",
+            min=1,
+            help="Size budget of the self-contained page; images that do not fit are left out and listed.",
+        ),
+    ] = 20,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            min=1,
+            help="Image-check processes (default: all cores).",
+            show_default=False,
+        ),
+    ] = None,
+    open_page: Annotated[
+        bool, typer.Option("--open", help="Open the page in the default browser.")
+    ] = False,
+) -> None:
+    """Write a visual, self-contained HTML report of a dataset: plots, sampled records, problems.
+
+    Shows what the model will see: each sampled record's images (a clip's frames as one
+    row, NLVR2's left and right image), its questions and answers, label balance, image
+    sizes and token lengths, and every problem `phi3v validate` finds, next to its record.
+
+    Example: phi3v report demo_out/ucf101 --max-length 4096 --open
+    """
+    from rich.console import Console
+
+    from phi3v_data.report import ReportOptions, build_report
+
+    console = Console(stderr=True)
+    command = [
+        "phi3v",
+        "report",
+        *map(str, paths),
+        "--out",
+        str(out),
+        "--samples",
+        str(samples),
+        "--seed",
+        str(seed),
+    ]
+    for name in split or ():
+        command += ["--split", name]
+    command += ["--num-crops", str(num_crops)]
+    for flag, value in (
+        ("--max-length", max_length),
+        ("--tokenizer", tokenizer),
+        ("--image-root", image_root),
+        ("--assets-dir", assets_dir),
+    ):
+        if value is not None:
+            command += [flag, str(value)]
+    try:
+        options = ReportOptions(
+            samples=samples,
+            seed=seed,
+            splits=tuple(split or ()),
+            num_crops=num_crops,
+            max_length=max_length,
+            tokenizer=tokenizer,
+            image_root=image_root,
+            workers=workers,
+            assets_dir=assets_dir,
+            max_bytes=max_size_mb * 1024 * 1024,
+            command=shlex.join(command),
+            show_progress=console.is_terminal,
+        )
+        summary = build_report(paths, out, options)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(code=1) from exc
+    size = summary.bytes / 2**20
+    console.print(
+        f"{summary.records:,} records, {summary.cards} cards, {summary.errors:,} errors,"
+        f" {summary.warnings:,} warnings; page {size:.1f} MiB",
+        highlight=False,
+    )
+    for line in summary.left_out:
+        console.print(f"[yellow]left out:[/yellow] {line}", highlight=False)
+    if summary.errors:
+        console.print("The dataset has errors: see the page's Problems section.", highlight=False)
+    typer.echo(str(summary.path.resolve()))
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(summary.path.resolve().as_uri())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(report)
