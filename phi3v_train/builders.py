@@ -216,23 +216,35 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def init_model_dir(
-    out: Path, size: Size = "tiny", *, seed: int = 0, dtype: str = "float32"
+    out: Path,
+    size: Size = "tiny",
+    *,
+    seed: int = 0,
+    dtype: str = "float32",
+    num_crops: int = 4,
 ) -> Path:
     """Write a randomly initialised checkpoint directory of `size` to `out`.
 
-    `tiny` gets the offline tiny tokenizer; `phi-3.5-vision` (random weights, for
-    benchmarks) gets the same small tokenizer files only if no real ones are given, so its
-    text side is for throughput runs, not for language.
+    Both sizes get the offline tiny tokenizer (real special tokens and chat template, a
+    small vocabulary): `phi-3.5-vision` is the real architecture with random weights, for
+    benchmarks and throughput runs, not for language.
     """
     import torch
 
+    from phi3v_data.tokens import check_num_crops
     from phi3v_train.checkpoint import build_model
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")
+    check_num_crops(num_crops)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     config = tiny_config() if size == "tiny" else phi35_vision_config()
+    # The small tokenizer's ids, so that its processor and the model agree.
+    ids = tiny_token_ids()
+    config.image_token_id = ids["<|image|>"]
+    config.end_token_id = ids["<|end|>"]
+    config.endoftext_token_id = ids["<|endoftext|>"]
     torch.manual_seed(seed)
     model = build_model(config, dtype=getattr(torch, dtype))
     model.save_pretrained(out)
@@ -249,6 +261,6 @@ def init_model_dir(
             "additional_special_tokens": ["<|system|>", "<|end|>", "<|user|>"],
         },
     )
-    write_json(out / "preprocessor_config.json", preprocessor_config())
+    write_json(out / "preprocessor_config.json", preprocessor_config(num_crops))
     write_json(out / "processor_config.json", {"processor_class": "Phi3VProcessor"})
     return out
