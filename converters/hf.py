@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -69,8 +69,18 @@ def split_name(file: Path, aliases: Mapping[str, str]) -> str:
     return aliases.get(name, name)
 
 
-def find_hf_copy(src: Path, aliases: Mapping[str, str]) -> dict[str, HFSplit] | None:
-    """The splits of a Hugging Face copy under `src`, or None when `src` is not one."""
+def find_hf_copy(
+    src: Path, aliases: Mapping[str, str], order: Sequence[str] = ()
+) -> dict[str, HFSplit] | None:
+    """The splits of a Hugging Face copy under `src` (known names first, in `order`), or None."""
+    found = _find_splits(src, aliases)
+    if found is None:
+        return None
+    rank = {name: i for i, name in enumerate(order)}
+    return dict(sorted(found.items(), key=lambda item: (rank.get(item[0], len(rank)), item[0])))
+
+
+def _find_splits(src: Path, aliases: Mapping[str, str]) -> dict[str, HFSplit] | None:
     if (src / "dataset_dict.json").is_file():
         names = _json(src / "dataset_dict.json").get("splits", [])
         splits = [_disk_split(src / name, aliases.get(name, name)) for name in names]

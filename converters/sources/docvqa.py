@@ -122,7 +122,7 @@ class DocVQAConverter(Converter):
     rate_counter = "questions"
 
     def plan(self, src: Path) -> Plan:
-        hf = find_hf_copy(src, SPLIT_ALIASES)
+        hf = find_hf_copy(src, SPLIT_ALIASES, SPLITS)
         if hf is not None:
             return self._plan((split.name, _hf_questions(split, src)) for split in hf.values())
         return self._plan(_original_questions(src))

@@ -120,7 +120,7 @@ class HatefulMemesConverter(Converter):
     progress_unit = "memes"
 
     def plan(self, src: Path) -> Plan:
-        hf = find_hf_copy(src, SPLIT_ALIASES)
+        hf = find_hf_copy(src, SPLIT_ALIASES, SPLIT_FILES)
         if hf is not None:
             return plan_rows({split.name: _hf_rows(split, src) for split in hf.values()})
         folder = _annotation_folder(src)

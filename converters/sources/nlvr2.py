@@ -120,7 +120,7 @@ class NLVR2Converter(Converter):
     progress_unit = "pairs"
 
     def plan(self, src: Path) -> Plan:
-        hf = find_hf_copy(src, SPLIT_ALIASES)
+        hf = find_hf_copy(src, SPLIT_ALIASES, SPLITS)
         if hf is not None:
             return plan_rows({split.name: _hf_rows(split, src) for split in hf.values()})
         data = _data_folder(src)
