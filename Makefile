@@ -47,6 +47,13 @@ demo: $(STAMP) ## Set up, then run convert -> validate -> report -> train -> eva
 	$(BIN)/phi3v validate $(DEMO_DIR)/sample --max-length 8192 --num-crops 4
 	@echo "== validate the copy with deliberate defects: problems (and exit code 1) are expected"
 	-$(BIN)/phi3v validate $(DEMO_DIR)/sample_defects --max-length 8192 --num-crops 4 --examples 1 --output $(DEMO_DIR)/sample_defects_report.json
+	@echo "== image sources: tiny trees with deliberate quirks (skips are expected and listed)"
+	$(BIN)/python -m converters.samples.docvqa $(DEMO_DIR)/raw/docvqa --layout current
+	$(BIN)/phi3v convert docvqa $(DEMO_DIR)/raw/docvqa -o $(DEMO_DIR)/docvqa --workers 2
+	$(BIN)/python -m converters.samples.hateful_memes $(DEMO_DIR)/raw/hateful_memes --layout original
+	$(BIN)/phi3v convert hateful-memes $(DEMO_DIR)/raw/hateful_memes -o $(DEMO_DIR)/hateful_memes --workers 2
+	$(BIN)/python -m converters.samples.nlvr2 $(DEMO_DIR)/raw/nlvr2 --layout parquet
+	$(BIN)/phi3v convert nlvr2 $(DEMO_DIR)/raw/nlvr2 -o $(DEMO_DIR)/nlvr2 --workers 2
 
 bench: $(STAMP) ## Run the benchmarks (prints throughput and peak-memory tables).
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
