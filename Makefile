@@ -54,6 +54,9 @@ demo: $(STAMP) ## Set up, then run convert -> validate -> report -> train -> eva
 	$(BIN)/phi3v convert hateful-memes $(DEMO_DIR)/raw/hateful_memes -o $(DEMO_DIR)/hateful_memes --workers 2
 	$(BIN)/python -m converters.samples.nlvr2 $(DEMO_DIR)/raw/nlvr2 --layout parquet
 	$(BIN)/phi3v convert nlvr2 $(DEMO_DIR)/raw/nlvr2 -o $(DEMO_DIR)/nlvr2 --workers 2
+	@echo "== ucf101: tiny AVI tree (a truncated, a corrupt, an empty and a missing clip are expected skips)"
+	$(BIN)/python -m converters.samples.ucf101 $(DEMO_DIR)/raw/ucf101 --layout original
+	$(BIN)/phi3v convert ucf101 $(DEMO_DIR)/raw/ucf101 -o $(DEMO_DIR)/ucf101 --workers 2 --val-fraction 0.2
 
 bench: $(STAMP) ## Run the benchmarks (prints throughput and peak-memory tables).
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
