@@ -310,3 +310,14 @@ def test_cli_converts_and_reports_errors(original, tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "Juggling" in bad.output
     unknown = runner.invoke(app, [*args, "--layout", "subset", "--overwrite"])
     assert unknown.exit_code == 2 and "no class folders" in unknown.output
+
+
+def test_video_folder_itself_with_lists_beside_it(original, tmp_path: Path) -> None:
+    src, _ = original
+    _convert(src, tmp_path / "root", classes=("Archery",))
+    _convert(src / "UCF-101", tmp_path / "inner", classes=("Archery",))
+    for split in ("train", "test"):
+        name = f"ucf101_{split}.jsonl"
+        assert (tmp_path / "inner" / name).read_bytes() == (tmp_path / "root" / name).read_bytes()
+    with pytest.raises(ConversionError, match="cannot tell the layout"):
+        _convert(src / "UCF-101" / "Archery", tmp_path / "nowhere")

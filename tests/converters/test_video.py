@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import av
@@ -137,3 +138,35 @@ def test_bad_clips_raise_video_errors(tmp_path: Path, clips: dict[str, Path]) ->
         indices = sample_frame_indices(decodable, 4)
         images = PyAVReader().read(clip, indices).images
     assert [frame_index_of(image) for image in images] == indices
+
+
+def _with_header_count(source: Path, target: Path, count: int) -> None:
+    """Copy an AVI, rewriting the frame count in its main (avih) and stream (strh) headers."""
+    data = bytearray(source.read_bytes())
+    for tag, offset in ((b"avih", 16), (b"strh", 32)):  # dwTotalFrames, dwLength
+        at = data.index(tag) + 8 + offset
+        data[at : at + 4] = struct.pack("<I", count)
+    target.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("header", [0, 20])
+def test_wrong_low_header_count_uses_the_real_frames(
+    clips: dict[str, Path], tmp_path: Path, header: int
+) -> None:
+    path = tmp_path / "header.avi"
+    _with_header_count(clips["b_frames"], path, header)
+    with VideoClip(path) as clip:
+        assert clip.probe.header_frames == header
+        assert clip.probe.frames == 50 and not clip.probe.truncated
+        indices = sample_frame_indices(clip.probe.frames, 8)
+        images = PyAVReader().read(clip, indices).images
+    assert [frame_index_of(image) for image in images] == indices
+
+
+def test_header_announcing_more_frames_marks_the_clip_truncated(
+    clips: dict[str, Path], tmp_path: Path
+) -> None:
+    path = tmp_path / "header.avi"
+    _with_header_count(clips["short_gop"], path, 90)
+    with VideoClip(path) as clip:
+        assert clip.probe.truncated and clip.count_decodable_frames() == 45
