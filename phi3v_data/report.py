@@ -57,6 +57,7 @@ MAX_LABELS_PER_SOURCE = 1000  # distinct labels counted per source; the rest go 
 LABELS_PLOTTED = 25
 # `meta` keys that hold a record's class, in order of preference.
 LABEL_KEYS = ("label", "class", "class_name", "category")
+_SHORT_ANSWER = 32  # characters: longer answers are free text, not a class
 # Sources whose single-turn answer is the class when `meta` has no label (see `record_label`).
 CLASSIFICATION_SOURCES = frozenset({"ucf101", "hateful-memes", "hateful_memes", "nlvr2"})
 # Problems of a line that holds no record: listed, but there is no card to show.
@@ -222,29 +223,35 @@ class DatasetPass:
 def record_label(value: dict[str, Any]) -> str | None:
     """The class of a classification record, or None.
 
-    `meta.label` (or `class`, `class_name`, `category`) when present: UCF-101's class,
-    NLVR2's True/False, the memes' 0/1. Otherwise, for single-turn records of a known
-    classification source (ucf101, hateful-memes, nlvr2), the answer without its final
-    period ("Yes." -> "Yes"). Other records (DocVQA's free answers) have no label.
+    `meta.label` (or `class`, `class_name`, `category`): UCF-101's class, NLVR2's
+    True/False, the memes' 0/1. When the record has a single short answer that says it
+    differently ("No." for label 0), the label shows both, "0 · No", so the plot also
+    reveals answers that disagree with their labels. Without a `meta` label, a single-turn
+    record of a known classification source (ucf101, hateful-memes, nlvr2) is labelled by
+    its answer without the final period. Other records (DocVQA's free answers) have none.
     """
+    turns = value.get("conversations")
+    answer = None
+    if isinstance(turns, list) and len(turns) == 1 and isinstance(turns[0], dict):
+        text = turns[0].get("assistant")
+        if isinstance(text, str) and 0 < len(text.strip()) <= _SHORT_ANSWER and "\n" not in text:
+            answer = text.strip().rstrip(".")
     meta = value.get("meta")
+    label = None
     if isinstance(meta, dict):
         for key in LABEL_KEYS:
-            label = meta.get(key)
-            if isinstance(label, bool):
-                return str(label).lower()
-            if isinstance(label, (str, int)) and str(label):
-                return str(label)
-    turns = value.get("conversations")
-    if (
-        value.get("source") in CLASSIFICATION_SOURCES
-        and isinstance(turns, list)
-        and len(turns) == 1
-    ):
-        answer = turns[0].get("assistant") if isinstance(turns[0], dict) else None
-        if isinstance(answer, str) and answer.strip():
-            return answer.strip().rstrip(".")
-    return None
+            found = meta.get(key)
+            if isinstance(found, bool):
+                label = str(found).lower()
+            elif isinstance(found, (str, int)) and str(found):
+                label = str(found)
+            if label is not None:
+                break
+    if label is None:
+        return answer if value.get("source") in CLASSIFICATION_SOURCES else None
+    if answer and answer.lower() != label.lower():
+        return f"{label} · {answer}"
+    return label
 
 
 def scan_dataset(
@@ -487,22 +494,25 @@ class _Decoded:
     problem: str | None = None
 
 
-def _open_rgb(real_root: str, rel: str, longest: int) -> tuple[Any, str]:
+def _open_rgb(real_root: str, rel: str, longest: int, checked: bool = False) -> tuple[Any, str]:
     """(RGB image no larger than needed for `longest` px, original "WxH").
 
-    Uses the validator's image check first, so a path outside the image root is never
-    opened and a damaged or over-large file is refused with the validator's message.
-    Raises `ValueError` with that message.
+    Uses the validator's image check first (`checked`: it passed before), so a path
+    outside the image root is never opened and a damaged or over-large file is refused
+    with the validator's message. Raises `ValueError` with that message.
     """
     from PIL import Image
 
     from phi3v_data.images import ACCEPTED_FORMATS, check_image
-    from phi3v_data.paths import resolve_image_path
+    from phi3v_data.paths import PathProblem, resolve_image_path
 
-    check = check_image(real_root, rel)
-    if check.code is not None:
-        raise ValueError(check.message)
+    if not checked:
+        check = check_image(real_root, rel)
+        if check.code is not None:
+            raise ValueError(check.message)
     path = resolve_image_path(Path(real_root), rel, real_root=real_root)
+    if isinstance(path, PathProblem):
+        raise ValueError(path.message)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Image.open(path, formats=ACCEPTED_FORMATS) as image:
@@ -611,7 +621,7 @@ def _full_view(key: tuple[str, str], assets: _AssetWriter | None, room: int) -> 
     if assets is None and room <= 0:
         return None
     try:
-        rgb, _ = _open_rgb(*key, FULL_SIZE_ASSETS if assets else FULL_SIZE)
+        rgb, _ = _open_rgb(*key, FULL_SIZE_ASSETS if assets else FULL_SIZE, checked=True)
     except Exception:  # the thumbnail decoded; a second failure just keeps the thumbnail
         return None
     data = _jpeg(rgb, 85)
@@ -698,6 +708,10 @@ def _plot_labels(plt: Any, report: ValidationReport, scan: DatasetPass) -> Plot 
         s: sorted(scan.labels[s].items(), key=lambda kv: -sum(kv[1].values()))[:LABELS_PLOTTED]
         for s in sources
     }
+    all_splits = sorted(
+        {split for s in sources for _, per_split in shown[s] for split in per_split}
+    )
+    colours = {split: f"C{i % 10}" for i, split in enumerate(all_splits)}  # one colour per split
     heights = [1.0 + 0.25 * len(shown[s]) for s in sources]
     figure, axes_list = plt.subplots(
         len(sources),
@@ -714,7 +728,7 @@ def _plot_labels(plt: Any, report: ValidationReport, scan: DatasetPass) -> Plot 
         left = [0] * len(labels)
         for split in splits:
             values = [per_split.get(split, 0) for _, per_split in labels]
-            axes.barh(names, values, left=left, label=_plain(split))
+            axes.barh(names, values, left=left, label=_plain(split), color=colours[split])
             left = [a + b for a, b in zip(left, values, strict=True)]
         axes.invert_yaxis()
         axes.set_title(_plain(source), loc="left", fontsize=9)
@@ -727,7 +741,10 @@ def _plot_labels(plt: Any, report: ValidationReport, scan: DatasetPass) -> Plot 
             notes.append(f"{source}: {hidden} less frequent labels not shown")
     axes_list[-1][0].set_xlabel("records")
     figure.tight_layout()
-    note = "Label: meta.label (or class), else the single answer of a classification source. "
+    note = (
+        "Label: meta.label (or class), with the answer when it says it differently"
+        ' ("0 · No"); without one, the single answer of a classification source. '
+    )
     return _finish(plt, figure, "plot-labels", "Label distribution", note + "; ".join(notes))
 
 
@@ -767,8 +784,17 @@ def _plot_resolutions(plt: Any, report: ValidationReport, scan: DatasetPass) -> 
     )
     axes.set_xlabel("width (px)")
     axes.set_ylabel("height (px)")
-    axes.set_xlim(left=0)
-    axes.set_ylim(bottom=0)
+    for width, height, count in sorted(points, key=lambda p: -p[2])[:5]:
+        axes.annotate(
+            f"{width}x{height} ×{count:,}",
+            (width, height),
+            xytext=(6, 4),
+            textcoords="offset points",
+            fontsize=7,
+            color="#57606a",
+        )
+    axes.set_xlim(0, max(p[0] for p in points) * 1.25)
+    axes.set_ylim(0, max(p[1] for p in points) * 1.15)
     note = f"{sum(c for *_, c in points):,} distinct image files; point area grows with the count."
     return _finish(plt, figure, "plot-resolutions", "Image resolutions", note)
 
@@ -866,9 +892,13 @@ def build_report(paths: Sequence[str | Path], out: Path, options: ReportOptions)
     bad_lines = problem_record_lines(report, options.bad_records)
     scan = scan_dataset(files, options.samples, options.seed, set(bad_lines))
 
+    # Each card lists its record's problems; index only the cards' lines (the validator
+    # may hold a problem for every record of a large dataset).
+    shown = {(r.file, r.line) for records in scan.samples.values() for r in records}
+    shown.update((r.file, r.line) for r in scan.problem_records)
     by_line: dict[tuple[str, int], list[Problem]] = defaultdict(list)
     for problem in report.problems:
-        if problem.line is not None:
+        if (problem.file, problem.line) in shown:
             by_line[(problem.file, problem.line)].append(problem)
     roots = {f.name: os.path.realpath(f.input.image_root) for f in files}
     cards: list[Card] = []

@@ -238,24 +238,32 @@ def test_counts_agree_with_the_validator(mixed: Path) -> None:
         "val": 3,
     }
     assert scan.labels["ucf101"] == {"Juggling": Counter(train=1)}
-    assert scan.labels["nlvr2"] == {"True": Counter(train=1)}
+    assert scan.labels["nlvr2"] == {"True · Yes": Counter(train=1)}
     assert scan.labels["hateful-memes"] == {"No": Counter(train=1, val=2), "Yes": Counter(val=1)}
     assert "docvqa" not in scan.labels
 
 
 def test_record_label_rules() -> None:
+    ucf = _record("a", "ucf101", [_turn("q", "Juggling")], {"label": "Juggling"})
+    assert record_label(ucf) == "Juggling"
     assert (
-        record_label(_record("a", "ucf101", [_turn("q", "Rowing")], {"label": "Juggling"}))
-        == "Juggling"
+        record_label(_record("a", "nlvr2", [_turn("q", "Yes.")], {"label": True})) == "true · Yes"
     )
-    assert record_label(_record("a", "nlvr2", [_turn("q", "Yes.")], {"label": True})) == "true"
-    assert record_label(_record("a", "x", [_turn("q", "a")], {"class": 3})) == "3"
+    assert (
+        record_label(_record("a", "hateful_memes", [_turn("q", "No.")], {"label": 0})) == "0 · No"
+    )
+    assert (
+        record_label(_record("a", "x", [_turn("q", "a long free answer " * 3)], {"class": 3}))
+        == "3"
+    )
     assert record_label(_record("a", "hateful-memes", [_turn("q", " Yes. ")])) == "Yes"
+    assert record_label(_record("a", "hateful_memes", [_turn("q", "")], {"id": 5})) is None
     assert (
         record_label(_record("a", "docvqa", [_turn("q", "1 May")], {"answers": ["1 May"]})) is None
     )
     two_turns = [_turn("q", "Yes."), _turn("q", "No.")]
     assert record_label(_record("a", "nlvr2", two_turns)) is None
+    assert record_label(_record("a", "nlvr2", two_turns, {"label": "False"})) == "False"
 
 
 def test_split_names_from_manifest_or_file_name(tmp_path: Path) -> None:
