@@ -61,8 +61,9 @@ def validate(
     deep: Annotated[
         bool,
         typer.Option(
+            "--deep",
             help="Decode every image fully (slow). Default: PNG verify() and a 1/8-size"
-            " JPEG decode, which catch truncated and damaged files."
+            " JPEG decode, which catch truncated and damaged files.",
         ),
     ] = False,
     image_root: Annotated[
@@ -74,8 +75,9 @@ def validate(
     allow_empty_assistant: Annotated[
         bool,
         typer.Option(
+            "--allow-empty-assistant",
             help="Allow empty answers (inference-only data). Splits marked inference_only in a"
-            " converted directory's manifest.json are allowed anyway."
+            " converted directory's manifest.json are allowed anyway.",
         ),
     ] = False,
     max_images: Annotated[int, typer.Option(min=0, help="Most images one record may have.")] = 64,
@@ -100,7 +102,7 @@ def validate(
         typer.Option(min=1, help="Processes for image checks. Default: all cores."),
     ] = None,
     strict: Annotated[
-        bool, typer.Option(help="Fail (exit 1) on warnings too, not only on errors.")
+        bool, typer.Option("--strict", help="Fail (exit 1) on warnings too, not only on errors.")
     ] = False,
     output_format: Annotated[
         OutputFormat,
@@ -118,7 +120,10 @@ def validate(
         int, typer.Option(min=0, help="Examples shown per problem code in the text summary.")
     ] = 3,
     list_codes: Annotated[
-        bool, typer.Option(help="Print every problem code with its severity and hint, then exit.")
+        bool,
+        typer.Option(
+            "--list-codes", help="Print every problem code with its severity and hint, then exit."
+        ),
     ] = False,
 ) -> None:
     """Prove a dataset is trainable before a GPU is spent on it.
@@ -126,7 +131,8 @@ def validate(
     Checks every line (JSON, schema, duplicate ids, image paths, tags, turns), every
     image file, and with --max-length each sample's token length; reports every problem
     with file:line, record id, field, a code and a hint. Exit code 0: clean (warnings
-    allowed unless --strict), 1: problems found, 2: usage error.
+    allowed unless --strict), 1: problems found, 2: usage error. `--list-codes` prints
+    every problem code with its severity and what to do.
 
     Examples: [bold]phi3v validate out/[/bold] (a converted directory);
     [bold]phi3v validate train.jsonl --max-length 4096 --num-crops 16 --tokenizer MODEL_DIR[/bold];
