@@ -57,6 +57,8 @@ demo: $(STAMP) ## Set up, then run convert -> validate -> report -> train -> eva
 	@echo "== ucf101: tiny AVI tree (a truncated, a corrupt, an empty and a missing clip are expected skips)"
 	$(BIN)/python -m converters.samples.ucf101 $(DEMO_DIR)/raw/ucf101 --layout original
 	$(BIN)/phi3v convert ucf101 $(DEMO_DIR)/raw/ucf101 -o $(DEMO_DIR)/ucf101 --workers 2 --val-fraction 0.2
+	@echo "== report: what the model will see; open the page below in a browser"
+	$(BIN)/phi3v report $(DEMO_DIR)/ucf101 $(DEMO_DIR)/docvqa $(DEMO_DIR)/hateful_memes $(DEMO_DIR)/nlvr2 --out $(DEMO_DIR)/report.html --max-length 8192
 
 bench: $(STAMP) ## Run the benchmarks (prints throughput and peak-memory tables).
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -66,6 +66,10 @@ _LINE_CODES = frozenset({"blank_line", "bad_utf8", "bad_json", "line_too_long"})
 _PAGE_RESERVE_BYTES = 512 * 1024
 
 
+class UnknownSplitError(ValueError):
+    """`--split` names a split that no input file belongs to."""
+
+
 @dataclass(frozen=True)
 class ReportOptions:
     """Everything `build_report` does; built once from the CLI flags."""
@@ -86,6 +90,7 @@ class ReportOptions:
     show_progress: bool = False
 
     def __post_init__(self) -> None:
+        self.validate_options()  # the validator's own checks (num_crops, tokenizer, ...)
         if self.samples < 0:
             raise ValueError(f"samples must be >= 0, got {self.samples}")
         if self.max_bytes < 1024 * 1024:
@@ -178,7 +183,7 @@ def run_validation(
     chosen = [f for f in files if f.split in options.splits]
     if not chosen:
         known = ", ".join(sorted({f.split for f in files})) or "none"
-        raise ValueError(
+        raise UnknownSplitError(
             f"no input file belongs to split(s) {', '.join(options.splits)}; splits: {known}"
         )
     # Files passed one by one lose their manifest's inference-only flag: allow empty

@@ -44,8 +44,8 @@ def report(
         typer.Option(
             "--max-length",
             min=1,
-            help="Training sequence length: drawn on the token histogram, longer samples are"
-            " reported as token_budget errors. The reference recipe trains with 4096.",
+            help="Training sequence length (e.g. 4096): drawn on the token histogram; longer"
+            " samples are reported as token_budget errors.",
             show_default=False,
         ),
     ] = None,
@@ -100,17 +100,16 @@ def report(
 ) -> None:
     """Write a visual, self-contained HTML report of a dataset: plots, sampled records, problems.
 
-    Shows what the model will see: each sampled record's images (a clip's frames as one
-    row, NLVR2's left and right image), its questions and answers, label balance, image
-    sizes and token lengths, and every problem `phi3v validate` finds, next to its record.
+    Shows what the model will see: each sampled record's images (a clip's frames as one row with frame index and timestamp, NLVR2's left and right images), its questions and answers, the label balance, image sizes, token lengths, and every problem `phi3v validate` finds, next to its record. The page needs no network and no server: open it from disk.
 
-    Example: phi3v report demo_out/ucf101 --max-length 4096 --open
+    Example: phi3v report demo_out/ucf101 --max-length 8192 --open
     """
     from rich.console import Console
 
-    from phi3v_data.report import ReportOptions, build_report
+    from phi3v_data.report import ReportOptions, UnknownSplitError, build_report
 
     console = Console(stderr=True)
+    # The header shows the full command with every effective setting, defaults included.
     command = [
         "phi3v",
         "report",
@@ -148,10 +147,14 @@ def report(
             command=shlex.join(command),
             show_progress=console.is_terminal,
         )
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    try:
         summary = build_report(paths, out, options)
+    except UnknownSplitError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--split") from exc
     except (FileNotFoundError, ValueError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(code=1) from exc
+        raise typer.BadParameter(str(exc), param_hint="PATHS") from exc
     size = summary.bytes / 2**20
     console.print(
         f"{summary.records:,} records, {summary.cards} cards, {summary.errors:,} errors,"

@@ -458,11 +458,21 @@ def test_cli_writes_the_page_and_prints_its_path(mixed: Path, tmp_path: Path) ->
 
 
 def test_cli_errors_say_what_is_wrong(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        app, ["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")]
+    def invoke(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["report", *args, "--out", str(out)])
+        return result.exit_code, " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+
+    out = tmp_path / "r.html"
+    code, output = invoke(str(tmp_path / "missing"))
+    assert code == 2 and "does not exist" in output
+    _text_only_file(tmp_path / "t_train.jsonl", 3)
+    code, output = invoke(str(tmp_path / "t_train.jsonl"), "--split", "val")
+    assert (
+        code == 2
+        and "Invalid value for --split" in output
+        and "no input file belongs to split(s) val; splits: train" in output
     )
-    assert result.exit_code == 1 and "does not exist" in result.output
-    assert not (tmp_path / "r.html").exists()
+    assert not out.exists()
 
 
 @pytest.fixture(autouse=True)
