@@ -24,13 +24,11 @@ def fit_to_max_length(
         return encoded, "fits"
     if policy == "drop":
         return None, "dropped_too_long"
-    inside_image = bool(input_ids[max_length - 1] == image_token_id) and bool(
-        input_ids[max_length] == image_token_id
-    )
-    # Images after the cut would lose their placeholders entirely: not allowed either.
-    images_after_cut = bool((input_ids[max_length:] == image_token_id).any())
+    # Any placeholder at or after the cut means an image would lose positions (a cut
+    # through a run, or a whole image beyond it): the model could not place its features.
+    image_after_cut = bool((input_ids[max_length:] == image_token_id).any())
     has_target = bool((encoded["labels"][:max_length] != -100).any())
-    if inside_image or images_after_cut or not has_target:
+    if image_after_cut or not has_target:
         return None, "dropped_too_long"
     cut = dict(encoded)
     cut["input_ids"] = input_ids[:max_length]

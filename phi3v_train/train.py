@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,10 +193,13 @@ def resume_checkpoint(config: TrainConfig) -> Path | None:
     return path
 
 
-def run_training(config: TrainConfig, console=None) -> TrainResult:
-    """Train as `config` says; on every process of a torchrun launch."""
+def run_training(config: TrainConfig, console=None, callbacks: Sequence[Any] = ()) -> TrainResult:
+    """Train as `config` says; on every process of a torchrun launch.
+
+    `callbacks`: extra `transformers.TrainerCallback`s (library use, e.g. custom logging).
+    """
     try:
-        result = _run(config, console if is_main_process() else None)
+        result = _run(config, console if is_main_process() else None, callbacks)
     except BaseException:
         shutdown(wait=False)  # the other ranks may never reach a barrier
         raise
@@ -203,7 +207,7 @@ def run_training(config: TrainConfig, console=None) -> TrainResult:
     return result
 
 
-def _run(config: TrainConfig, console) -> TrainResult:
+def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainResult:
     from transformers import PrinterCallback, set_seed
 
     from phi3v_train.modes import load_model_for_training, resolve_precision, trainable_parameters
@@ -265,7 +269,7 @@ def _run(config: TrainConfig, console) -> TrainResult:
         else None
     )
     guard = NonFiniteLossCallback()
-    callbacks = [JsonlLogCallback(config.output_dir / TRAIN_LOG_NAME), guard]
+    callbacks = [JsonlLogCallback(config.output_dir / TRAIN_LOG_NAME), guard, *extra_callbacks]
     if console is not None:
         callbacks.append(RichProgressCallback(console))
     from phi3v_train.collator import TrainCollator

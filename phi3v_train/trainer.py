@@ -120,8 +120,8 @@ class Phi3VTrainer(Trainer):
         config = self.run_config
         rates = {
             "language": config.learning_rate,
-            "projector": config.projector_learning_rate or config.learning_rate,
-            "vision": config.vision_learning_rate or config.learning_rate,
+            "projector": _or_default(config.projector_learning_rate, config.learning_rate),
+            "vision": _or_default(config.vision_learning_rate, config.learning_rate),
         }
         groups = []
         for component, rate in rates.items():
@@ -166,6 +166,10 @@ class Phi3VTrainer(Trainer):
             for name, value in self.task_evaluator(self.model).items():
                 output.metrics[f"{prefix}_{name}"] = value
         return output
+
+
+def _or_default(value: float | None, default: float) -> float:
+    return default if value is None else value
 
 
 # -- callbacks ----------------------------------------------------------------------------

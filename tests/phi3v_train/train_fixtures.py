@@ -60,3 +60,29 @@ def write_colour_dataset(out: Path, train: int = 8, val: int = 4, source: str = 
     }
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
+
+
+def fast_config(model: Path, data: Path, out: Path, **overrides: object):
+    """A TrainConfig that runs in seconds on CPU with the tiny model."""
+    from phi3v_train.config import TrainConfig
+
+    settings: dict[str, object] = {
+        "model": model,
+        "output_dir": out,
+        "data_dir": data,
+        "num_crops": 1,
+        "batch_size": 4,
+        "per_device_batch_size": 2,
+        "max_steps": 4,
+        "learning_rate": 2e-3,
+        "save_steps": 2,
+        "report_to": "none",
+        "lora_rank": 8,
+        "max_new_tokens": 4,
+    }
+    settings.update(overrides)
+    return TrainConfig(**settings)  # type: ignore[arg-type]
+
+
+def losses(log: list[dict]) -> list[float]:
+    return [entry["loss"] for entry in log if "loss" in entry]
