@@ -31,6 +31,7 @@ HOSTILE_USER = '<script>document.body.setAttribute("data-pwned", "script")</scri
 HOSTILE_ANSWER = "\"><img src=x onerror=\"document.body.setAttribute('data-pwned', 'img')\">"
 HOSTILE_URL = "javascript:document.body.setAttribute('data-pwned','url')"
 HOSTILE_ID = "</article><script>document.title='pwned'</script>"
+HOSTILE_LABEL = r"$\frac{1}{$ broken mathtext"  # matplotlib must draw it as text
 HOSTILE_PATH = '"><svg onload=alert(1)>.jpg'
 
 
@@ -129,7 +130,7 @@ def build_mixed_dataset(out: Path) -> Path:
             HOSTILE_ID,
             "<style>body{display:none}</style>",
             [_turn(HOSTILE_USER, HOSTILE_ANSWER, [HOSTILE_PATH])],
-            {"url": HOSTILE_URL},
+            {"url": HOSTILE_URL, "label": HOSTILE_LABEL},
         ),
         _record("broken-truncated", "docvqa", [_turn("Q?", "A", ["broken/truncated.jpg"])]),
         _record("broken-not-image", "docvqa", [_turn("Q?", "A", ["broken/not_image.jpg"])]),
