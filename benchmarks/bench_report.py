@@ -7,7 +7,8 @@ peak RSS is its own:
   validate   `validate_paths` alone: the part of the report that reads every record
   report     `build_report` with the default sample (48 per split): validation + the
              sampling pass + thumbnails of the sampled records + plots + the page
-CPU s counts this process only (the validator's image-check pool runs under a forkserver).
+CPU s and peak RSS are the main process's (the validator's image-check pool runs under a
+forkserver, outside this process's children).
 Goal (issue 9): bounded memory and time on 100k records; only sampled images decoded.
 
 Usage: python benchmarks/bench_report.py [--sizes 10000 100000] [--images 800]
@@ -119,7 +120,6 @@ print(json.dumps({
     "wall": wall, "cpu": cpu + children.ru_utime + children.ru_stime,
     "records": records, "cards": cards, "page": page,
     "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "worker_rss_mb": children.ru_maxrss / 1024,
 }))
 """
 
@@ -164,14 +164,14 @@ def main() -> None:
                         run_case(case, data, tmp_path / f"report_{size}.html", args.max_length),
                     )
                 )
-    header = f"{'case':<9} {'records':>8} {'wall s':>7} {'main CPU s':>10} {'records/s':>10} {'cards':>6} {'page MB':>8} {'peak RSS MB':>11} {'worker RSS MB':>13}"
+    header = f"{'case':<9} {'records':>8} {'wall s':>7} {'main CPU s':>10} {'records/s':>10} {'cards':>6} {'page MB':>8} {'peak RSS MB':>11}"
     print(header)
     print("-" * len(header))
     for case, _, r in rows:
         page = f"{r['page'] / 2**20:.1f}" if r["page"] else "-"
         print(
             f"{case:<9} {r['records']:>8,} {r['wall']:>7.1f} {r['cpu']:>10.1f} {r['records'] / r['wall']:>10,.0f}"
-            f" {r['cards'] or '-':>6} {page:>8} {r['rss_mb']:>11.0f} {r['worker_rss_mb']:>13.0f}"
+            f" {r['cards'] or '-':>6} {page:>8} {r['rss_mb']:>11.0f}"
         )
 
 
