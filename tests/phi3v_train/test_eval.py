@@ -1,0 +1,218 @@
+"""`phi3v eval`, `phi3v predict`, `phi3v export` on a tiny LoRA run (CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from train_fixtures import fast_config, write_colour_dataset
+from typer.testing import CliRunner
+
+from phi3v_data.cli import app
+from phi3v_train.metrics import score
+from phi3v_train.train import run_training
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def colour_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_colour_dataset(tmp_path_factory.mktemp("colours"), train=8, val=4)
+
+
+@pytest.fixture(scope="module")
+def lora_run(tiny_model_dir: Path, colour_dir: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lora") / "run"
+    run_training(fast_config(tiny_model_dir, colour_dir, out, mode="lora", max_steps=4))
+    return out
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_eval_writes_predictions_and_the_metric(
+    lora_run: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "eval"
+    result = _invoke(
+        "eval",
+        "-m",
+        lora_run,
+        "-d",
+        colour_dir,
+        "--split",
+        "val",
+        "-o",
+        out,
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    predictions = _read_jsonl(out / "predictions.jsonl")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [p["id"] for p in predictions] == ["val-0000", "val-0001", "val-0002", "val-0003"]
+    assert {p["metric"] for p in predictions} == {"accuracy"}
+    for p in predictions:
+        assert p["score"] == score("accuracy", p["prediction"], p["answers"])
+    assert metrics["accuracy"] == pytest.approx(sum(p["score"] for p in predictions) / 4)
+    assert (metrics["scored"], metrics["failed"], metrics["samples"]) == (4, 0, 4)
+
+
+def test_metric_auto_is_anls_for_docvqa(lora_run: Path, tmp_path: Path) -> None:
+    data = write_colour_dataset(tmp_path / "docs", train=1, val=3, source="docvqa")
+    out = tmp_path / "eval"
+    result = _invoke("eval", "-m", lora_run, "-d", data, "-o", out, "--max-new-tokens", "3")
+    assert result.exit_code == 0, result.output
+    predictions = _read_jsonl(out / "predictions.jsonl")
+    assert {p["metric"] for p in predictions} == {"anls"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    expected = sum(score("anls", p["prediction"], p["answers"]) for p in predictions) / 3
+    assert "accuracy" not in metrics and metrics["anls"] == pytest.approx(expected)
+
+
+def test_predict_prompt_matches_eval(lora_run: Path, colour_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "eval"
+    assert (
+        _invoke(
+            "eval",
+            "-m",
+            lora_run,
+            "-d",
+            colour_dir,
+            "-o",
+            out,
+            "--max-new-tokens",
+            "5",
+            "--batch-size",
+            "1",
+            "--max-samples",
+            "1",
+        ).exit_code
+        == 0
+    )
+    expected = _read_jsonl(out / "predictions.jsonl")[0]["prediction"]
+    image = colour_dir / "images" / "val" / "red_0.jpg"
+    question = "What colour is this picture? Answer with one word."
+    result = _invoke(
+        "predict", "-m", lora_run, "--image", image, "--prompt", question, "--max-new-tokens", "5"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == expected
+
+
+def test_predict_over_a_jsonl_file(lora_run: Path, colour_dir: Path, tmp_path: Path) -> None:
+    answers = tmp_path / "answers.jsonl"
+    result = _invoke(
+        "predict",
+        "-m",
+        lora_run,
+        "--input",
+        colour_dir / "colours_val.jsonl",
+        "-o",
+        answers,
+        "--max-new-tokens",
+        "3",
+    )
+    assert result.exit_code == 0, result.output
+    lines = _read_jsonl(answers)
+    assert [x["id"] for x in lines] == ["val-0000", "val-0001", "val-0002", "val-0003"]
+    assert all(isinstance(x["prediction"], str) for x in lines)
+
+
+def test_export_merges_lora_into_an_official_checkpoint(
+    lora_run: Path, tiny_model_dir: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    from safetensors.torch import load_file
+
+    from phi3v_train.data import load_images, load_samples
+    from phi3v_train.evaluate import load_for_inference
+
+    refused = _invoke("export", "-m", lora_run, "-o", tmp_path / "x")
+    assert refused.exit_code == 2 and "pass --merge-lora" in " ".join(refused.output.split())
+    merged = tmp_path / "merged"
+    result = _invoke("export", "-m", lora_run, "--merge-lora", "-o", merged)
+    assert result.exit_code == 0, result.output
+    assert set(load_file(merged / "model.safetensors")) == set(
+        load_file(tiny_model_dir / "model.safetensors")
+    )
+    assert (merged / "tokenizer.json").is_file() and (merged / "preprocessor_config.json").is_file()
+
+    sample = load_samples([colour_dir / "colours_val.jsonl"])[0]
+    adapter_model, processor = load_for_inference(lora_run)
+    merged_model, _ = load_for_inference(merged)
+    batch = processor.collate([processor.encode(sample.record, load_images(sample))])
+    inputs = {k: v for k, v in batch.items() if v is not None and k != "labels"}
+    with torch.no_grad():
+        expected = adapter_model(**inputs).logits
+        actual = merged_model(**inputs).logits
+    assert torch.allclose(actual, expected, atol=1e-4)
+
+
+def test_eval_refuses_a_folder_that_is_not_a_model(colour_dir: Path, tmp_path: Path) -> None:
+    result = _invoke("eval", "-m", tmp_path, "-d", colour_dir)
+    assert result.exit_code == 2
+    assert "no config.json (a checkpoint)" in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+def test_eval_shards_across_processes(lora_run: Path, colour_dir: Path, tmp_path: Path) -> None:
+    single = tmp_path / "single"
+    assert (
+        _invoke(
+            "eval",
+            "-m",
+            lora_run,
+            "-d",
+            colour_dir,
+            "-o",
+            single,
+            "--max-new-tokens",
+            "4",
+            "--batch-size",
+            "1",
+        ).exit_code
+        == 0
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    bin_dir = Path(sys.executable).parent
+    sharded = tmp_path / "sharded"
+    done = subprocess.run(
+        [
+            str(bin_dir / "torchrun"),
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            str(bin_dir / "phi3v"),
+            "eval",
+            "-m",
+            str(lora_run),
+            "-d",
+            str(colour_dir),
+            "-o",
+            str(sharded),
+            "--max-new-tokens",
+            "4",
+            "--batch-size",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert _read_jsonl(sharded / "predictions.jsonl") == _read_jsonl(single / "predictions.jsonl")

@@ -1,0 +1,92 @@
+"""Two CPU processes under torchrun (gloo), DDP and DeepSpeed ZeRO-2, against one process.
+
+Same global batch (4 = 2 per device x 2 processes x 1 step, vs 2 x 1 x 2 accumulation
+steps): the Trainer deals consecutive per-device batches to the processes, so both runs
+see the same samples per step, and the loss normalised by `num_items_in_batch` (the
+target tokens of the whole global batch) is the same number. Tolerance: relative 1e-5,
+for the different summation order of the gradient all-reduce.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from train_fixtures import fast_config, losses, write_colour_dataset
+
+from phi3v_train.train import read_train_log, run_training
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def colour_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_colour_dataset(tmp_path_factory.mktemp("colours"), train=8, val=4)
+
+
+@pytest.fixture(scope="module")
+def single_process_losses(tiny_model_dir: Path, colour_dir: Path, tmp_path_factory) -> list[float]:
+    out = tmp_path_factory.mktemp("single") / "run"
+    return losses(run_training(fast_config(tiny_model_dir, colour_dir, out, max_steps=STEPS)).log)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _torchrun(model: Path, data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent
+    args = [
+        str(bin_dir / "torchrun"),
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        str(bin_dir / "phi3v"),
+        "train",
+        "-d",
+        str(data),
+        "-m",
+        str(model),
+        "-o",
+        str(out),
+        "--num-crops",
+        "1",
+        "--batch-size",
+        "4",
+        "--per-device-batch-size",
+        "2",
+        "--max-steps",
+        str(STEPS),
+        "--lr",
+        "2e-3",
+        "--save-steps",
+        "2",
+        "--report-to",
+        "none",
+        *extra,
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=540)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["ddp", "deepspeed-zero2"])
+def test_two_processes_match_one(
+    tiny_model_dir: Path, colour_dir: Path, tmp_path: Path, single_process_losses, launcher: str
+) -> None:
+    out = tmp_path / "run"
+    extra = ("--deepspeed", "zero2") if launcher == "deepspeed-zero2" else ()
+    done = _torchrun(tiny_model_dir, colour_dir, out, *extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # A clean shutdown: no process-group abort or leak warnings at exit.
+    assert "destroy_process_group() was not called" not in done.stderr
+    log = read_train_log(out)
+    assert losses(log) == pytest.approx(single_process_losses, rel=1e-5)
+    assert len(single_process_losses) == STEPS
+    assert (out / "model.safetensors").is_file()
+    assert (out / f"checkpoint-{STEPS}" / "COMPLETE").is_file()
