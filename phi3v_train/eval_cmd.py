@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from phi3v_data.tokens import NUM_CROPS_HELP
@@ -116,7 +117,7 @@ def evaluate(
                 config, on_batch=lambda n: progress.advance(task, n * world_size())
             )
     except (DataError, ModelLoadError, FileNotFoundError) as exc:
-        console.print(f"[red]phi3v eval:[/] {exc}")
+        console.print(f"[red]phi3v eval:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     if not is_main_process():
         return

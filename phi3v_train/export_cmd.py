@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 _HELP = """Write a standalone checkpoint in the official Phi-3.5-vision layout.
 
@@ -42,7 +43,7 @@ def export(
             model, out, merge_lora=merge_lora, base_model=base_model, dtype_name=dtype
         )
     except (ExportError, ModelLoadError) as exc:
-        console.print(f"[red]phi3v export:[/] {exc}")
+        console.print(f"[red]phi3v export:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     console.print(f"[green]exported[/] {written}")
 

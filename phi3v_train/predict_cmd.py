@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 _HELP = """Answer a prompt about images with a trained model (or a LoRA adapter).
 
@@ -73,7 +74,7 @@ def predict(
             num_crops=num_crops,
         )
     except (FileNotFoundError, ModelLoadError, ValueError) as exc:
-        console.print(f"[red]phi3v predict:[/] {exc}")
+        console.print(f"[red]phi3v predict:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     answers = generate_answers(
         loaded, processor, samples, batch_size=batch_size, max_new_tokens=max_new_tokens
@@ -81,7 +82,7 @@ def predict(
     if prompt is not None:
         answer = answers[0]
         if answer.prediction is None:
-            console.print(f"[red]phi3v predict:[/] {answer.error}")
+            console.print(f"[red]phi3v predict:[/] {escape(str(answer.error))}")
             raise typer.Exit(code=1)
         typer.echo(answer.prediction)
         return

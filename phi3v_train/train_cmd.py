@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from phi3v_data.tokens import NUM_CROPS_HELP
 from phi3v_train.config import (
@@ -253,10 +254,10 @@ def train(
     try:
         result = run_training(config, console)
     except (ConfigError, DataError, PreflightError) as exc:
-        console.print(f"[red]phi3v train: cannot start:[/]\n{exc}")
+        console.print(f"[red]phi3v train: cannot start:[/]\n{escape(str(exc))}")
         raise typer.Exit(code=2) from None
     except NonFiniteLossError as exc:
-        console.print(f"[red]phi3v train: stopped:[/] {exc}")
+        console.print(f"[red]phi3v train: stopped:[/] {escape(str(exc))}")
         raise typer.Exit(code=1) from None
     if is_main_process():
         skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
