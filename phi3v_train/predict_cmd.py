@@ -84,6 +84,8 @@ def predict(
         if answer.prediction is None:
             console.print(f"[red]phi3v predict:[/] {escape(str(answer.error))}")
             raise typer.Exit(code=1)
+        if not answer.prediction:
+            console.print("[yellow](the model's answer is empty: it ended at once)[/]")
         typer.echo(answer.prediction)
         return
     lines = "".join(

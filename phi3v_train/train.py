@@ -235,7 +235,9 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
     args = _training_arguments(
         config, precision, accumulation, estimated_total_steps(config, len(samples), accumulation)
     )
-    model = load_model_for_training(config, precision, device=str(args.device))
+    # DeepSpeed places (and under ZeRO-3 partitions) the weights itself: keep them on CPU.
+    device = "cpu" if config.deepspeed is not None else str(args.device)
+    model = load_model_for_training(config, precision, device=device)
     model.config._name_or_path = str(config.model.resolve())
     if hasattr(model, "peft_config"):
         for adapter in model.peft_config.values():
@@ -246,8 +248,9 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         config.save(config.output_dir / RUN_CONFIG_NAME)
         if resume is not None:
             truncate_train_log(config.output_dir, int(resume.name.split("-")[-1]))
-        elif (config.output_dir / TRAIN_LOG_NAME).exists():
-            (config.output_dir / TRAIN_LOG_NAME).unlink()
+        else:
+            for stale in (TRAIN_LOG_NAME, SKIPPED_LOG_NAME):
+                (config.output_dir / stale).unlink(missing_ok=True)
     if console is not None:
         print_start_summary(
             console,
@@ -264,7 +267,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
     skips = SkipLog(config.output_dir / SKIPPED_LOG_NAME)
     train_dataset = TrainDataset(samples, processor, config.max_length, config.truncation, skips)
     eval_dataset = (
-        TrainDataset(eval_samples, processor, config.max_length, config.truncation, skips)
+        TrainDataset(eval_samples, processor, config.max_length, config.truncation)
         if eval_samples
         else None
     )
@@ -301,7 +304,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         config.output_dir,
         trainer.state.global_step,
         output.training_loss,
-        dict(skips.counts),
+        skipped_counts(config.output_dir),
         str(resume) if resume else None,
         log,
     )
@@ -312,7 +315,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         summary = {
             "global_step": result.global_step,
             "train_loss": result.train_loss,
-            "skipped_samples_rank0": result.skipped,
+            "skipped_samples": result.skipped,
             "resumed_from": result.resumed_from,
         }
         atomic_write_bytes(
@@ -361,6 +364,19 @@ def save_final(trainer, config: TrainConfig, processor) -> None:
             os.replace(item, target)
         staging.rmdir()
     barrier()
+
+
+def skipped_counts(output_dir: Path) -> dict[str, int]:
+    """Skipped training samples by reason, over all ranks and loader workers (they all
+    append to one file). A resumed run may count a sample again that the killed run had
+    already fetched after its last checkpoint."""
+    from collections import Counter
+
+    path = output_dir / SKIPPED_LOG_NAME
+    if not path.is_file():
+        return {}
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return dict(Counter(line["reason"] for line in lines))
 
 
 def read_train_log(output_dir: Path) -> list[dict[str, Any]]:

@@ -193,6 +193,7 @@ def train(
         typer.Option(help="Train even if `phi3v validate` finds errors (bad samples are skipped)."),
     ] = False,
 ) -> None:
+    from phi3v_train.checkpoint import CheckpointError
     from phi3v_train.data import DataError, has_split
     from phi3v_train.distributed import is_main_process
     from phi3v_train.train import PreflightError, run_training
@@ -253,7 +254,7 @@ def train(
     )
     try:
         result = run_training(config, console)
-    except (ConfigError, DataError, PreflightError) as exc:
+    except (ConfigError, DataError, PreflightError, CheckpointError, ImportError) as exc:
         console.print(f"[red]phi3v train: cannot start:[/]\n{escape(str(exc))}")
         raise typer.Exit(code=2) from None
     except NonFiniteLossError as exc:

@@ -80,7 +80,9 @@ def test_two_processes_match_one(
     tiny_model_dir: Path, colour_dir: Path, tmp_path: Path, single_process_losses, launcher: str
 ) -> None:
     out = tmp_path / "run"
-    extra = ("--deepspeed", "zero2") if launcher == "deepspeed-zero2" else ()
+    # DDP also evaluates (eval loss + generation metric, sharded and gathered) on the way.
+    evaluate = ("--eval-steps", "2", "--eval-max-samples", "4", "--max-new-tokens", "3")
+    extra = ("--deepspeed", "zero2") if launcher == "deepspeed-zero2" else evaluate
     done = _torchrun(tiny_model_dir, colour_dir, out, *extra)
     assert done.returncode == 0, done.stderr[-3000:]
     # A clean shutdown: no process-group abort or leak warnings at exit.
@@ -89,4 +91,8 @@ def test_two_processes_match_one(
     assert losses(log) == pytest.approx(single_process_losses, rel=1e-5)
     assert len(single_process_losses) == STEPS
     assert (out / "model.safetensors").is_file()
+    if launcher == "ddp":
+        evals = [e for e in log if "eval_loss" in e]
+        assert [e["step"] for e in evals] == [2, 4]
+        assert all(0.0 <= e["eval_accuracy"] <= 1.0 for e in evals)
     assert (out / f"checkpoint-{STEPS}" / "COMPLETE").is_file()
