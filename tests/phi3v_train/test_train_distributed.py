@@ -1,4 +1,4 @@
-"""Two CPU processes under torchrun (gloo), DDP and DeepSpeed ZeRO-2, against one process.
+"""Two CPU processes under torchrun (gloo), DDP and DeepSpeed ZeRO-2/3, against one process.
 
 Same global batch (4 = 2 per device x 2 processes x 1 step, vs 2 x 1 x 2 accumulation
 steps): the Trainer deals consecutive per-device batches to the processes, so both runs
@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 from train_fixtures import fast_config, losses, write_colour_dataset
 
 from phi3v_train.train import read_train_log, run_training
@@ -29,9 +31,15 @@ def colour_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def single_process_losses(tiny_model_dir: Path, colour_dir: Path, tmp_path_factory) -> list[float]:
+def single_dir(tiny_model_dir: Path, colour_dir: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("single") / "run"
-    return losses(run_training(fast_config(tiny_model_dir, colour_dir, out, max_steps=STEPS)).log)
+    run_training(fast_config(tiny_model_dir, colour_dir, out, max_steps=STEPS))
+    return out
+
+
+@pytest.fixture(scope="module")
+def single_process_losses(single_dir: Path) -> list[float]:
+    return losses(read_train_log(single_dir))
 
 
 def _free_port() -> int:
@@ -75,14 +83,21 @@ def _torchrun(model: Path, data: Path, out: Path, *extra: str) -> subprocess.Com
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["ddp", "deepspeed-zero2"])
+@pytest.mark.parametrize("launcher", ["ddp", "deepspeed-zero2", "deepspeed-zero3"])
 def test_two_processes_match_one(
-    tiny_model_dir: Path, colour_dir: Path, tmp_path: Path, single_process_losses, launcher: str
+    tiny_model_dir: Path,
+    colour_dir: Path,
+    tmp_path: Path,
+    single_dir: Path,
+    single_process_losses: list[float],
+    launcher: str,
 ) -> None:
     out = tmp_path / "run"
     # DDP also evaluates (eval loss + generation metric, sharded and gathered) on the way.
     evaluate = ("--eval-steps", "2", "--eval-max-samples", "4", "--max-new-tokens", "3")
-    extra = ("--deepspeed", "zero2") if launcher == "deepspeed-zero2" else evaluate
+    extra = (
+        ("--deepspeed", launcher.split("-")[1]) if launcher.startswith("deepspeed") else evaluate
+    )
     done = _torchrun(tiny_model_dir, colour_dir, out, *extra)
     assert done.returncode == 0, done.stderr[-3000:]
     # A clean shutdown: no process-group abort or leak warnings at exit.
@@ -90,7 +105,11 @@ def test_two_processes_match_one(
     log = read_train_log(out)
     assert losses(log) == pytest.approx(single_process_losses, rel=1e-5)
     assert len(single_process_losses) == STEPS
-    assert (out / "model.safetensors").is_file()
+    # The final model holds every weight (ZeRO-3 gathers its partitions to save).
+    single = load_file(single_dir / "model.safetensors")
+    saved = load_file(out / "model.safetensors")
+    assert set(saved) == set(single)
+    assert all(torch.allclose(saved[k], single[k], atol=1e-4) for k in single)
     if launcher == "ddp":
         evals = [e for e in log if "eval_loss" in e]
         assert [e["step"] for e in evals] == [2, 4]

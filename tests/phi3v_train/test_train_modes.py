@@ -40,7 +40,13 @@ def test_full_training_lowers_the_loss_and_saves_the_official_layout(
 ) -> None:
     out = tmp_path / "run"
     config = fast_config(
-        tiny_model_dir, colour_dir, out, max_steps=12, save_steps=4, save_total_limit=2
+        tiny_model_dir,
+        colour_dir,
+        out,
+        max_steps=12,
+        save_steps=4,
+        save_total_limit=2,
+        report_to="tensorboard",
     )
     result = run_training(config)
     values = losses(result.log)
@@ -57,6 +63,7 @@ def test_full_training_lowers_the_loss_and_saves_the_official_layout(
     ):
         assert (out / name).is_file(), name
     assert (out / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "runs").rglob("events.out.tfevents.*")), "no TensorBoard events"
     # --save-total-limit 2 keeps the newest two complete checkpoints.
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-12", "checkpoint-8"]
     assert (out / "checkpoint-12" / "COMPLETE").is_file()
