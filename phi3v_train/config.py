@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +91,6 @@ class TrainConfig:
     seed: int = 42
     workers: int = 0
     skip_validation: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def effective_lora_alpha(self) -> int:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from train_fixtures import fast_config, write_colour_dataset
+from train_fixtures import cli_command, cli_env, fast_config, write_colour_dataset
 from typer.testing import CliRunner
 
 from phi3v_data.cli import app
@@ -169,50 +166,10 @@ def test_eval_refuses_a_folder_that_is_not_a_model(colour_dir: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_eval_shards_across_processes(lora_run: Path, colour_dir: Path, tmp_path: Path) -> None:
-    single = tmp_path / "single"
-    assert (
-        _invoke(
-            "eval",
-            "-m",
-            lora_run,
-            "-d",
-            colour_dir,
-            "-o",
-            single,
-            "--max-new-tokens",
-            "4",
-            "--batch-size",
-            "1",
-        ).exit_code
-        == 0
-    )
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    bin_dir = Path(sys.executable).parent
-    sharded = tmp_path / "sharded"
-    done = subprocess.run(
-        [
-            str(bin_dir / "torchrun"),
-            "--nproc_per_node=2",
-            f"--master_port={port}",
-            str(bin_dir / "phi3v"),
-            "eval",
-            "-m",
-            str(lora_run),
-            "-d",
-            str(colour_dir),
-            "-o",
-            str(sharded),
-            "--max-new-tokens",
-            "4",
-            "--batch-size",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
-    )
+    args = ("eval", "-m", lora_run, "-d", colour_dir, "--max-new-tokens", "4", "--batch-size", "1")
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    assert _invoke(*args, "-o", single).exit_code == 0
+    command = cli_command(*args, "-o", sharded, processes=2)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cli_env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert _read_jsonl(sharded / "predictions.jsonl") == _read_jsonl(single / "predictions.jsonl")

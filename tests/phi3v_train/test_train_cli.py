@@ -7,30 +7,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from train_fixtures import write_colour_dataset
+from train_fixtures import FAST_CLI_ARGS, write_colour_dataset
 from typer.testing import CliRunner
 
 from phi3v_data.cli import app
 
 runner = CliRunner()
-FAST = [
-    "--num-crops",
-    "1",
-    "--batch-size",
-    "4",
-    "--per-device-batch-size",
-    "2",
-    "--lr",
-    "2e-3",
-    "--report-to",
-    "none",
-    "--save-steps",
-    "2",
-]
 
 
 def _train(model: Path, data: Path, out: Path, *extra: str):
-    args = ["train", "-d", str(data), "-m", str(model), "-o", str(out), *FAST, *extra]
+    args = ["train", "-d", str(data), "-m", str(model), "-o", str(out), *FAST_CLI_ARGS, *extra]
     result = runner.invoke(app, args, env={"COLUMNS": "1000"})
     return result, " ".join(result.output.split())
 

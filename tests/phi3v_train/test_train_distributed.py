@@ -9,16 +9,20 @@ for the different summation order of the gradient all-reduce.
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import fast_config, losses, write_colour_dataset
+from train_fixtures import (
+    FAST_CLI_ARGS,
+    cli_command,
+    cli_env,
+    fast_config,
+    losses,
+    write_colour_dataset,
+)
 
 from phi3v_train.train import read_train_log, run_training
 
@@ -42,44 +46,22 @@ def single_process_losses(single_dir: Path) -> list[float]:
     return losses(read_train_log(single_dir))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _torchrun(model: Path, data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
-    bin_dir = Path(sys.executable).parent
-    args = [
-        str(bin_dir / "torchrun"),
-        "--nproc_per_node=2",
-        f"--master_port={_free_port()}",
-        str(bin_dir / "phi3v"),
+    args = (
         "train",
         "-d",
-        str(data),
+        data,
         "-m",
-        str(model),
+        model,
         "-o",
-        str(out),
-        "--num-crops",
-        "1",
-        "--batch-size",
-        "4",
-        "--per-device-batch-size",
-        "2",
+        out,
+        *FAST_CLI_ARGS,
         "--max-steps",
-        str(STEPS),
-        "--lr",
-        "2e-3",
-        "--save-steps",
-        "2",
-        "--report-to",
-        "none",
+        STEPS,
         *extra,
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run(args, capture_output=True, text=True, env=env, timeout=540)
+    )
+    command = cli_command(*args, processes=2)
+    return subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=540)
 
 
 @pytest.mark.slow

@@ -3,15 +3,20 @@ per-step losses as an uninterrupted run (full and LoRA, tiny model, CPU)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from train_fixtures import fast_config, losses, write_colour_dataset
+from train_fixtures import (
+    FAST_CLI_ARGS,
+    cli_command,
+    cli_env,
+    fast_config,
+    losses,
+    write_colour_dataset,
+)
 
 from phi3v_train.train import read_train_log, run_training
 
@@ -25,37 +30,11 @@ def colour_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _start_cli_run(model: Path, data: Path, out: Path, mode: str) -> subprocess.Popen:
     """The same run as `fast_config(..., max_steps=STEPS, mode=mode)`, through the CLI."""
-    phi3v = Path(sys.executable).parent / "phi3v"
-    args = [
-        str(phi3v),
-        "train",
-        "-d",
-        str(data),
-        "-m",
-        str(model),
-        "-o",
-        str(out),
-        "--mode",
-        mode,
-        "--num-crops",
-        "1",
-        "--batch-size",
-        "4",
-        "--per-device-batch-size",
-        "2",
-        "--max-steps",
-        str(STEPS),
-        "--lr",
-        "2e-3",
-        "--save-steps",
-        "2",
-        "--report-to",
-        "none",
-        "--lora-rank",
-        "8",
-    ]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    args = ("train", "-d", data, "-m", model, "-o", out, "--mode", mode, *FAST_CLI_ARGS)
+    command = cli_command(*args, "--max-steps", STEPS)
+    return subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=cli_env(one_thread=False)
+    )
 
 
 def _kill_after_first_checkpoint(process: subprocess.Popen, out: Path) -> None:

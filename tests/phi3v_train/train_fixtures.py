@@ -86,3 +86,37 @@ def fast_config(model: Path, data: Path, out: Path, **overrides: object):
 
 def losses(log: list[dict]) -> list[float]:
     return [entry["loss"] for entry in log if "loss" in entry]
+
+
+# The command-line twin of `fast_config` (the same run when given the same --max-steps).
+FAST_CLI_ARGS = (
+    "--num-crops", "1", "--batch-size", "4", "--per-device-batch-size", "2", "--lr", "2e-3",
+    "--save-steps", "2", "--report-to", "none", "--lora-rank", "8",
+)  # fmt: skip
+
+
+def cli_command(*args: object, processes: int = 1) -> list[str]:
+    """`phi3v ARGS` as a subprocess command; under `torchrun` for several processes."""
+    import socket
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    command = [str(bin_dir / "phi3v"), *(str(a) for a in args)]
+    if processes == 1:
+        return command
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    launcher = [str(bin_dir / "torchrun"), f"--nproc_per_node={processes}", f"--master_port={port}"]
+    return launcher + command
+
+
+def cli_env(one_thread: bool = True) -> dict[str, str]:
+    """The subprocess environment: offline; one thread per process (two processes share
+    the two cores), or this process's own threading where results must match it bit for bit."""
+    import os
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    if one_thread:
+        env["OMP_NUM_THREADS"] = "1"
+    return env
