@@ -10,7 +10,6 @@ atomically.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,8 +18,6 @@ from typing import Any
 
 from phi3v_train.data import Sample, UnreadableImage, gold_answers, load_images
 from phi3v_train.metrics import metric_for_source, score
-
-logger = logging.getLogger(__name__)
 
 PREDICTIONS_NAME = "predictions.jsonl"
 METRICS_NAME = "metrics.json"
@@ -157,11 +154,12 @@ def _metric_of(sample: Sample, metric: str) -> str:
 
 
 def _scored(sample: Sample, metric: str, text: str) -> Prediction:
+    """A scored prediction; unscored (score None) when the record has no answer (an
+    inference-only split such as DocVQA test)."""
     chosen = _metric_of(sample, metric)
     golds = gold_answers(sample.record)
-    return Prediction(
-        sample.record.id, sample.record.source, text, golds, chosen, score(chosen, text, golds)
-    )
+    value = score(chosen, text, golds) if any(g.strip() for g in golds) else None
+    return Prediction(sample.record.id, sample.record.source, text, golds, chosen, value)
 
 
 def _failed(sample: Sample, metric: str, error: str) -> Prediction:
@@ -178,14 +176,16 @@ def _failed(sample: Sample, metric: str, error: str) -> Prediction:
 
 
 def summarize(predictions: Sequence[Prediction]) -> dict[str, Any]:
-    """Mean score per metric over scored predictions; counts of scored and failed ones."""
+    """Mean score per metric over scored predictions; counts of scored, unscored (no gold
+    answer) and failed (unreadable image) ones."""
     by_metric: dict[str, list[float]] = {}
     for prediction in predictions:
         if prediction.score is not None:
             by_metric.setdefault(prediction.metric, []).append(prediction.score)
     summary: dict[str, Any] = {name: sum(v) / len(v) for name, v in sorted(by_metric.items())}
     summary["scored"] = sum(len(v) for v in by_metric.values())
-    summary["failed"] = sum(1 for p in predictions if p.score is None)
+    summary["unscored"] = sum(1 for p in predictions if p.score is None and p.error is None)
+    summary["failed"] = sum(1 for p in predictions if p.error is not None)
     return summary
 
 

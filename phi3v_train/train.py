@@ -342,7 +342,9 @@ def _task_evaluator(config: TrainConfig, processor, eval_samples: list[Sample]):
             max_new_tokens=config.max_new_tokens,
         )
         summary = summarize(gather_predictions(local))
-        return {k: float(v) for k, v in summary.items() if k not in ("scored", "failed")}
+        return {
+            k: float(v) for k, v in summary.items() if k not in ("scored", "unscored", "failed")
+        }
 
     return evaluate
 

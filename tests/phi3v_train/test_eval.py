@@ -173,3 +173,31 @@ def test_eval_shards_across_processes(lora_run: Path, colour_dir: Path, tmp_path
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=cli_env())
     assert done.returncode == 0, done.stderr[-3000:]
     assert _read_jsonl(sharded / "predictions.jsonl") == _read_jsonl(single / "predictions.jsonl")
+
+
+def test_unanswered_and_unreadable_samples_are_counted_not_scored(
+    lora_run: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    from phi3v_data.records import Record, Turn
+
+    images = colour_dir / "images"
+    records = [
+        Record("no-answer", "colours", (Turn("What colour?", "", ("val/red_0.jpg",)),)),
+        Record("lost-image", "colours", (Turn("What colour?", "Red.", ("val/missing.jpg",)),)),
+        Record("answered", "colours", (Turn("What colour?", "Green.", ("val/green_1.png",)),)),
+    ]
+    data = tmp_path / "inference.jsonl"
+    data.write_bytes(b"".join(r.to_json_line() for r in records))
+    out = tmp_path / "eval"
+    result = _invoke(
+        "eval", "-m", lora_run, data, "--image-root", images, "-o", out, "--max-new-tokens", "3"
+    )
+    assert result.exit_code == 0, result.output
+    by_id = {p["id"]: p for p in _read_jsonl(out / "predictions.jsonl")}
+    assert by_id["no-answer"]["score"] is None and isinstance(by_id["no-answer"]["prediction"], str)
+    assert (
+        by_id["lost-image"]["prediction"] is None and "missing.jpg" in by_id["lost-image"]["error"]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["scored"], metrics["unscored"], metrics["failed"]) == (1, 1, 1)
+    assert metrics["accuracy"] == by_id["answered"]["score"]
