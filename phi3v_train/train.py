@@ -83,6 +83,11 @@ def data_files(config: TrainConfig, split: str | None, explicit: tuple[Path, ...
     return split_files(config.data_dir, split)
 
 
+# Problems the training run itself handles (and counts): a sample over --max-length is
+# truncated or dropped by the --truncation policy instead of stopping the run.
+HANDLED_AT_TRAINING = frozenset({"token_budget"})
+
+
 def preflight(config: TrainConfig, files: list[Path], console=None) -> dict[str, Any]:
     """Validate `files` at the run's num_crops and max-length; return the data statistics.
 
@@ -100,22 +105,21 @@ def preflight(config: TrainConfig, files: list[Path], console=None) -> dict[str,
         show_progress=console is not None,
     )
     report = validate_paths(files, options)
-    if not report.ok and not config.skip_validation:
-        shown = "\n".join(
-            f"  {p.location}: [{p.code}] {p.message}"
-            for p in report.problems
-            if p.severity == "error"
-        )
-        lines = shown.splitlines()
-        more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+    fatal = [
+        p for p in report.problems if p.severity == "error" and p.code not in HANDLED_AT_TRAINING
+    ]
+    if fatal and not config.skip_validation:
+        shown = [f"  {p.location}: [{p.code}] {p.message}" for p in fatal[:20]]
+        more = [f"  ... and {len(fatal) - 20} more"] if len(fatal) > 20 else []
         raise PreflightError(
-            f"the training data has {report.errors} error(s); nothing was trained:\n"
-            + "\n".join(lines[:20])
-            + more
+            f"the training data has {len(fatal)} error(s); nothing was trained:\n"
+            + "\n".join(shown + more)
             + "\nFix them (see `phi3v validate` for the full report), or pass "
             "--skip-validation to train anyway (bad samples are then skipped and counted)."
         )
-    return report.stats.to_dict()
+    stats = report.stats.to_dict()
+    stats["over_max_length"] = sum(1 for p in report.problems if p.code in HANDLED_AT_TRAINING)
+    return stats
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -448,6 +452,16 @@ def print_start_summary(
             "tokens per sample",
             f"p50 {tokens['p50']}  p90 {tokens['p90']}  p99 {tokens['p99']}  max {tokens['max']}"
             f"  ({exact}, num_crops {tokens.get('num_crops')})",
+        )
+    if stats.get("over_max_length"):
+        policy = (
+            "truncated where no image is cut, else dropped"
+            if config.truncation == "truncate"
+            else "dropped"
+        )
+        table.add_row(
+            "over --max-length",
+            f"{stats['over_max_length']} sample(s): {policy} (counted in skipped_samples.jsonl)",
         )
     table.add_row(
         "trainable parameters",

@@ -79,12 +79,17 @@ def test_preflight_refuses_bad_data_and_skip_validation_trains_around_it(
     shutil.rmtree(out)
 
 
-def test_token_budget_is_checked_at_the_chosen_length(
+def test_samples_over_max_length_are_dropped_and_counted(
     tiny_model_dir: Path, colour_dir: Path, tmp_path: Path
 ) -> None:
-    # At num_crops 1 an image takes 313 positions: 200 tokens cannot hold any image sample.
+    # At num_crops 1 an image takes 313 positions: 200 tokens hold only the text-only
+    # samples; the validator's token budget finds the others before training starts.
+    out = tmp_path / "o"
     result, text = _train(
-        tiny_model_dir, colour_dir, tmp_path / "o", "--max-length", "200", "--max-steps", "1"
+        tiny_model_dir, colour_dir, out, "--max-length", "200", "--max-steps", "1"
     )
-    assert result.exit_code == 2
-    assert "token_budget" in text
+    assert result.exit_code == 0, result.output
+    assert "6 sample(s): truncated where no image is cut, else dropped" in text
+    skipped = [json.loads(x) for x in (out / "skipped_samples.jsonl").read_text().splitlines()]
+    assert skipped and {x["reason"] for x in skipped} == {"dropped_too_long"}
+    assert all(x["id"] not in ("train-0003", "train-0007") for x in skipped)  # text-only

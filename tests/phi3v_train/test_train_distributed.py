@@ -82,8 +82,8 @@ def test_two_processes_match_one(
     )
     done = _torchrun(tiny_model_dir, colour_dir, out, *extra)
     assert done.returncode == 0, done.stderr[-3000:]
-    # A clean shutdown: no process-group abort or leak warnings at exit.
-    assert "destroy_process_group() was not called" not in done.stderr
+    # A clean shutdown: no C++ abort or Python traceback from any rank at exit.
+    assert "terminate called" not in done.stderr and "Traceback" not in done.stderr
     log = read_train_log(out)
     assert losses(log) == pytest.approx(single_process_losses, rel=1e-5)
     assert len(single_process_losses) == STEPS
