@@ -47,6 +47,8 @@ from phi3v_train.trainer import (
     NonFiniteLossError,
     Phi3VTrainer,
     RichProgressCallback,
+    checkpoint_dirs,
+    is_complete,
     newest_complete_checkpoint,
     remove_incomplete_checkpoints,
     truncate_train_log,
@@ -184,8 +186,19 @@ def estimated_total_steps(config: TrainConfig, samples: int, accumulation: int) 
 
 
 def resume_checkpoint(config: TrainConfig) -> Path | None:
-    """The checkpoint `--resume` names: `auto` = the newest complete one (or none)."""
+    """The checkpoint to continue from: `--resume auto` = the newest complete one (or
+    none: a fresh start); `--resume PATH` = that one, which must be complete.
+
+    Raises:
+        ConfigError: a PATH that is not a complete checkpoint, or a fresh run (no
+            `--resume`) into a folder holding another run's checkpoints.
+    """
     if config.resume is None:
+        if checkpoint_dirs(config.output_dir):
+            raise ConfigError(
+                f"{config.output_dir} already holds checkpoints of a run: pass --resume auto "
+                "to continue it, or choose another --output-dir"
+            )
         return None
     if config.resume == "auto":
         if is_main_process():
@@ -194,6 +207,11 @@ def resume_checkpoint(config: TrainConfig) -> Path | None:
     path = Path(config.resume)
     if not (path / "trainer_state.json").is_file():
         raise ConfigError(f"--resume {path}: not a checkpoint folder (no trainer_state.json)")
+    if not is_complete(path):
+        raise ConfigError(
+            f"--resume {path}: this checkpoint is incomplete (the run stopped while saving "
+            "it); use --resume auto to take the newest complete one"
+        )
     return path
 
 
@@ -227,6 +245,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
     if config.eval_steps is not None and not eval_files:
         raise ConfigError("--eval-steps needs evaluation data: pass --eval-split (e.g. val)")
     config.output_dir.mkdir(parents=True, exist_ok=True)
+    resume = resume_checkpoint(config)
 
     stats: dict[str, Any] = {}
     if is_main_process() and not config.skip_validation:
@@ -247,7 +266,6 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         for adapter in model.peft_config.values():
             adapter.base_model_name_or_path = str(config.model.resolve())
 
-    resume = resume_checkpoint(config)
     if is_main_process():
         config.save(config.output_dir / RUN_CONFIG_NAME)
         if resume is not None:

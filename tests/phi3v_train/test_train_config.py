@@ -141,3 +141,21 @@ def test_train_log_is_cut_back_to_the_resumed_step(tmp_path: Path) -> None:
     truncate_train_log(tmp_path, 2)
     kept = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in kept] == [1, 2]
+
+
+def test_resume_choices(tmp_path: Path) -> None:
+    from phi3v_train.train import resume_checkpoint
+
+    out = tmp_path / "run"
+    assert resume_checkpoint(_config(output_dir=out)) is None  # fresh run, empty folder
+    complete = _checkpoint(out, 2, True)
+    half = _checkpoint(out, 4, False)
+    with pytest.raises(ConfigError, match="already holds checkpoints of a run: pass --resume auto"):
+        resume_checkpoint(_config(output_dir=out))
+    with pytest.raises(ConfigError, match="this checkpoint is incomplete"):
+        resume_checkpoint(_config(output_dir=out, resume=str(half)))
+    with pytest.raises(ConfigError, match="not a checkpoint folder"):
+        resume_checkpoint(_config(output_dir=out, resume=str(tmp_path)))
+    assert resume_checkpoint(_config(output_dir=out, resume=str(complete))) == complete
+    assert resume_checkpoint(_config(output_dir=out, resume="auto")) == complete
+    assert not half.exists()
