@@ -109,8 +109,13 @@ def generate_answers(
     batch_size: int = 8,
     max_new_tokens: int = 64,
     on_batch: Callable[[int], None] | None = None,
+    synced_gpus: bool = False,
 ) -> list[Prediction]:
-    """Greedy answers for the last turn of each sample, scored against its gold answers."""
+    """Greedy answers for the last turn of each sample, scored against its gold answers.
+
+    `synced_gpus`: every rank keeps stepping until all ranks finish (DeepSpeed ZeRO-3,
+    whose forward passes gather weights from all ranks); shards must be equally long.
+    """
     import torch
 
     predictions: list[Prediction] = []
@@ -135,8 +140,9 @@ def generate_answers(
                     k: v.to(device) for k, v in batch.items() if v is not None and k != "labels"
                 }
                 with torch.no_grad():
+                    extra = {"synced_gpus": True} if synced_gpus else {}
                     output = model.generate(
-                        **inputs, max_new_tokens=max_new_tokens, do_sample=False
+                        **inputs, max_new_tokens=max_new_tokens, do_sample=False, **extra
                     )
                 new_tokens = output[:, inputs["input_ids"].shape[1] :]
                 for sample, ids in zip(usable, new_tokens, strict=True):

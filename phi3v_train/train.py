@@ -13,7 +13,6 @@ samples were skipped, and `train_summary.json`, written last.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import shutil
@@ -53,8 +52,6 @@ from phi3v_train.trainer import (
     remove_incomplete_checkpoints,
     truncate_train_log,
 )
-
-logger = logging.getLogger(__name__)
 
 SUMMARY_NAME = "train_summary.json"
 PLOT_NAME = "training_curves.png"
@@ -353,16 +350,20 @@ def _task_evaluator(config: TrainConfig, processor, eval_samples: list[Sample]):
     chosen = eval_samples[: config.eval_max_samples]
 
     def evaluate(model) -> dict[str, float]:
-        if config.deepspeed == "zero3":
-            logger.warning("generation metrics are not computed under ZeRO-3 during training")
-            return {}
+        samples = shard(chosen, rank(), world_size())
+        real = len(samples)
+        synced = config.deepspeed is not None and world_size() > 1
+        if synced:  # ZeRO-3 needs every rank in every forward: equal shards, padded
+            longest = math.ceil(len(chosen) / world_size())
+            samples += [samples[-1] if samples else chosen[0]] * (longest - real)
         local = generate_answers(
             model,
             processor,
-            shard(chosen, rank(), world_size()),
+            samples,
             batch_size=config.per_device_batch_size,
             max_new_tokens=config.max_new_tokens,
-        )
+            synced_gpus=synced,
+        )[:real]
         summary = summarize(gather_predictions(local))
         return {
             k: float(v) for k, v in summary.items() if k not in ("scored", "unscored", "failed")
