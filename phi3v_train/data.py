@@ -84,11 +84,22 @@ def has_split(data_dir: Path, split: str) -> bool:
 
 
 def load_samples(files: Sequence[Path], image_root: Path | None = None) -> list[Sample]:
-    """All records of `files`; images resolve under `image_root` or `<file dir>/images`."""
+    """All records of `files`; images resolve under `image_root` or `<file dir>/images`.
+
+    Lines that are not schema-valid records (possible with `--skip-validation`) are
+    skipped with a warning naming `file:line`.
+    """
+    from phi3v_data.schema import is_valid
+
     samples: list[Sample] = []
     for path in files:
         root = image_root if image_root is not None else path.parent / "images"
         for lineno, value in iter_records(path):
+            if not is_valid(value):
+                logger.warning(
+                    "%s:%d: not a valid record, skipped (see `phi3v validate`)", path, lineno
+                )
+                continue
             samples.append(Sample(Record.from_dict(value), root, f"{path}:{lineno}"))
     if not samples:
         names = ", ".join(str(path) for path in files)

@@ -155,3 +155,14 @@ def test_gold_answers_prefer_meta() -> None:
     turn = Turn("q", "Report 1")
     assert gold_answers(Record("a", "docvqa", (turn,), {"answers": ["x", "y"]})) == ["x", "y"]
     assert gold_answers(Record("a", "docvqa", (turn,))) == ["Report 1"]
+
+
+def test_invalid_lines_are_skipped_when_loading(
+    colour_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = (colour_dir / "colours_train.jsonl").read_text().splitlines()
+    broken = tmp_path / "mixed.jsonl"
+    broken.write_text("\n".join([lines[0], '{"id": "x"}', "not json", lines[1]]) + "\n")
+    samples = load_samples([broken], colour_dir / "images")
+    assert [s.record.id for s in samples] == ["train-0000", "train-0001"]
+    assert f"{broken}:2: not a valid record" in caplog.text
