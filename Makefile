@@ -57,13 +57,13 @@ demo: $(STAMP) ## Set up, then run convert -> validate -> report -> train -> eva
 	@echo "== ucf101: tiny AVI tree (a truncated, a corrupt, an empty and a missing clip are expected skips)"
 	$(BIN)/python -m converters.samples.ucf101 $(DEMO_DIR)/raw/ucf101 --layout original
 	$(BIN)/phi3v convert ucf101 $(DEMO_DIR)/raw/ucf101 -o $(DEMO_DIR)/ucf101 --workers 2 --val-fraction 0.2
-	@echo "== report: what the model will see; open the page below in a browser"
-	$(BIN)/phi3v report $(DEMO_DIR)/ucf101 $(DEMO_DIR)/docvqa $(DEMO_DIR)/hateful_memes $(DEMO_DIR)/nlvr2 --out $(DEMO_DIR)/report.html --max-length 8192
 	@echo "== train: a tiny random model, 30 CPU steps on the ucf101 sample (watch the loss fall), eval, predict"
 	$(BIN)/phi3v init-model $(DEMO_DIR)/model --size tiny
 	$(BIN)/phi3v train -d $(DEMO_DIR)/ucf101 -m $(DEMO_DIR)/model -o $(DEMO_DIR)/run --mode full --num-crops 1 --batch-size 4 --per-device-batch-size 2 --max-steps 30 --lr 2e-3 --save-steps 10 --eval-steps 15 --eval-max-samples 4 --max-new-tokens 8
 	$(BIN)/phi3v eval -m $(DEMO_DIR)/run -d $(DEMO_DIR)/ucf101 --split val --max-new-tokens 8
 	$(BIN)/phi3v predict -m $(DEMO_DIR)/run --image $(DEMO_DIR)/sample/images/photos/photo_0.jpg --prompt "What is the largest shape in the picture?" --max-new-tokens 8
+	@echo "== report: what the model will see; open the page below in a browser"
+	$(BIN)/phi3v report $(DEMO_DIR)/ucf101 $(DEMO_DIR)/docvqa $(DEMO_DIR)/hateful_memes $(DEMO_DIR)/nlvr2 --out $(DEMO_DIR)/report.html --max-length 8192
 
 bench: $(STAMP) ## Run the benchmarks (prints throughput and peak-memory tables).
 	@for script in benchmarks/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

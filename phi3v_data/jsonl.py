@@ -22,6 +22,16 @@ DEFAULT_MAX_LINE_BYTES = 16 * 1024 * 1024
 _CHUNK = 1024 * 1024
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; finished files get the usual permissions instead.
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 @dataclass(slots=True)
 class JsonlLine:
     """One line of a JSONL file: either a parsed `value` or an `error` (code, message)."""
@@ -108,6 +118,7 @@ def atomic_write(path: str | Path, mode: str = "wb", fsync: bool = True) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _FILE_MODE)
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as stream:
             yield stream

@@ -934,7 +934,7 @@ def build_report(paths: Sequence[str | Path], out: Path, options: ReportOptions)
     if hidden_problems:
         left_out.append(
             f"{hidden_problems:,} problems beyond the first {options.examples_per_code} of each"
-            " code are counted but not listed (`phi3v validate --json` lists them all)"
+            " code are counted but not listed (`phi3v validate --format json --output FILE` lists them all)"
         )
 
     groups = [
