@@ -55,6 +55,13 @@ class Phi3VImageEmbedding(nn.Module):
         layers = len(self.img_processor.vision_model.encoder.layers)
         return layers + 1 + self.layer_index if self.layer_index < 0 else self.layer_index
 
+    def standin_inputs(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The smallest input the HD transform produces, a 336x336 image: its global view
+        plus one crop, all zero. `pixel_values (1, 2, 3, 336, 336)`, `image_sizes (1, 2)`."""
+        pixel_values = torch.zeros(1, 2, 3, CROP_SIZE, CROP_SIZE, device=device)
+        image_sizes = torch.tensor([[CROP_SIZE, CROP_SIZE]], device=device)
+        return pixel_values, image_sizes
+
     def crop_features(self, crops: torch.Tensor) -> torch.Tensor:
         """(crops, 3, 336, 336) -> CLS-less hidden state of the chosen layer (crops, 576, C)."""
         vision = self.img_processor.vision_model

@@ -65,8 +65,14 @@ class Phi3VModel(Phi3Model):
         input_ids: torch.LongTensor,
         pixel_values: torch.Tensor | None,
         image_sizes: torch.Tensor | None,
+        *,
+        prompt_step: bool = True,
     ) -> torch.Tensor:
-        """Token embeddings with image features written into the placeholder positions."""
+        """Token embeddings with image features written into the placeholder positions.
+
+        `prompt_step`: False for the decoding steps of generation, whose images (if any)
+        are already in the KV cache.
+        """
         embeds = self.embed_tokens(input_ids)
         placeholders = input_ids == self.image_token_id
         num_placeholders = int(placeholders.sum())
@@ -76,7 +82,9 @@ class Phi3VModel(Phi3Model):
                     f"the input has {num_placeholders} image placeholder tokens"
                     f" (id {self.image_token_id}) but no pixel_values (0 image features)"
                 )
-            return self._touch_vision_for_ddp(embeds)
+            if prompt_step and self._vision_runs_without_images():
+                return embeds + self._zero_from_vision(embeds)
+            return embeds
         if image_sizes is None:
             raise ValueError("pixel_values needs image_sizes (images, 2) = padded (h, w)")
         features = self.vision_embed_tokens(pixel_values, image_sizes)
@@ -89,18 +97,28 @@ class Phi3VModel(Phi3Model):
             )
         return embeds.masked_scatter(placeholders.unsqueeze(-1), features.to(embeds.dtype))
 
-    def _touch_vision_for_ddp(self, embeds: torch.Tensor) -> torch.Tensor:
-        # Under DDP/ZeRO every rank must use the same parameters in each step; a text-only
-        # batch on one rank would otherwise leave the vision tower without gradients there.
+    def _vision_runs_without_images(self) -> bool:
+        """Whether a batch without images must still run the vision tower.
+
+        - Training with a trainable tower: every step then gives each vision parameter a
+          gradient (zero for a text-only batch). DDP and ZeRO ranks must reduce the same
+          parameters in every step, and one process must step its optimizer (weight decay,
+          Adam moments) exactly as several do, whatever the batches hold.
+        - DeepSpeed ZeRO-3 with several processes, training or not: each module gathers its
+          partitioned weights collectively, so every rank must enter the same modules.
+        """
         vision = self.vision_embed_tokens
-        trainable = any(p.requires_grad for p in vision.parameters())
-        if not (
-            self.training and trainable and dist.is_initialized() and dist.get_world_size() > 1
-        ):
-            return embeds
-        blank = embeds.new_zeros(1, 1, 3, 336, 336)
-        sizes = torch.tensor([[336, 336]], device=embeds.device)
-        return embeds + 0.0 * vision(blank, sizes).sum().to(embeds.dtype)
+        if self.training and any(p.requires_grad for p in vision.parameters()):
+            return True
+        partitioned = hasattr(next(vision.parameters()), "ds_id")
+        return partitioned and dist.is_initialized() and dist.get_world_size() > 1
+
+    def _zero_from_vision(self, embeds: torch.Tensor) -> torch.Tensor:
+        """An exact 0.0 that depends on every vision parameter: the smallest real image
+        input through the same embedding path as real images."""
+        pixel_values, image_sizes = self.vision_embed_tokens.standin_inputs(embeds.device)
+        features = self.vision_embed_tokens(pixel_values, image_sizes)
+        return 0.0 * features.sum().to(embeds.dtype)
 
 
 class Phi3VForCausalLM(PreTrainedModel, GenerationMixin):
@@ -220,7 +238,10 @@ class Phi3VForCausalLM(PreTrainedModel, GenerationMixin):
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("forward needs input_ids or inputs_embeds")
-            inputs_embeds = self.model.embed(input_ids, pixel_values, image_sizes)
+            prompt_step = cache is None or cache.get_seq_length() == 0
+            inputs_embeds = self.model.embed(
+                input_ids, pixel_values, image_sizes, prompt_step=prompt_step
+            )
         if use_cache is None:
             use_cache = self.config.text_config.use_cache and not self.training
         outputs = Phi3Model.forward(

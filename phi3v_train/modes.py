@@ -97,11 +97,26 @@ def add_lora(model: torch.nn.Module, config: TrainConfig):
         lora_alpha=config.effective_lora_alpha,
         lora_dropout=config.lora_dropout,
         target_modules=lora_targets(config),
+        exclude_modules=unused_clip_modules(model) or None,
         task_type="CAUSAL_LM",
     )
     # LoRA's A matrices are random: seed first so a rerun (and a resume) starts identically.
     set_seed(config.seed)
     return get_peft_model(model, lora)
+
+
+def unused_clip_modules(model: torch.nn.Module) -> list[str]:
+    """Names of the modules in the CLIP layers after the one whose features are used: they
+    never see a gradient, and an adapter there would stall DDP (a parameter without one)."""
+    embedding = model.model.vision_embed_tokens
+    layers = embedding.img_processor.vision_model.encoder.layers
+    prefix = "model.vision_embed_tokens.img_processor.vision_model.encoder.layers"
+    return [
+        f"{prefix}.{index}.{name}"
+        for index in range(embedding.used_clip_layers, len(layers))
+        for name, _ in layers[index].named_modules()
+        if name
+    ]
 
 
 def quantize_4bit(model: torch.nn.Module, dtype: torch.dtype, device: str) -> None:

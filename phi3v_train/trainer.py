@@ -140,6 +140,14 @@ class Phi3VTrainer(Trainer):
         self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        # Evaluation: each batch's own mean token loss, so the eval loss (the mean over
+        # samples of their batch's loss) is the same on one process and on many; the HF
+        # default divides by the target tokens of all ranks' batches, but only then.
+        if not model.training:
+            num_items_in_batch = None
+        return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
     def _save_checkpoint(self, model, trial) -> None:
         super()._save_checkpoint(model, trial)
         output_dir = Path(self.args.output_dir)

@@ -12,6 +12,7 @@ from train_fixtures import cli_command, cli_env, fast_config, write_colour_datas
 from typer.testing import CliRunner
 
 from phi3v_data.cli import app
+from phi3v_train.data import load_samples
 from phi3v_train.metrics import score
 from phi3v_train.train import run_training
 
@@ -134,7 +135,7 @@ def test_export_merges_lora_into_an_official_checkpoint(
 ) -> None:
     from safetensors.torch import load_file
 
-    from phi3v_train.data import load_images, load_samples
+    from phi3v_train.data import load_images
     from phi3v_train.evaluate import load_for_inference
 
     refused = _invoke("export", "-m", lora_run, "-o", tmp_path / "x")
@@ -166,6 +167,10 @@ def test_eval_refuses_a_folder_that_is_not_a_model(colour_dir: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_eval_shards_across_processes(lora_run: Path, colour_dir: Path, tmp_path: Path) -> None:
+    # Rank 1's shard is samples 1 and 3, and sample 3 is text-only: one rank generates
+    # without an image while the other has one.
+    val = load_samples([colour_dir / "colours_val.jsonl"])
+    assert val[1].record.images and not val[3].record.images
     args = ("eval", "-m", lora_run, "-d", colour_dir, "--max-new-tokens", "4", "--batch-size", "1")
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     assert _invoke(*args, "-o", single).exit_code == 0

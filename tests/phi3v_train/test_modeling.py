@@ -232,3 +232,52 @@ def test_component_of_splits_vision_projector_language() -> None:
     assert component_of("model.vision_embed_tokens.sub_GN") == "projector"
     assert component_of("model.embed_tokens.weight") == "language"
     assert component_of("lm_head.weight") == "language"
+
+
+def _vision_calls(model: Phi3VForCausalLM) -> list[tuple[int, ...]]:
+    """Records the pixel_values shape of every call of the image embedding."""
+    calls: list[tuple[int, ...]] = []
+    model.model.vision_embed_tokens.register_forward_hook(
+        lambda _module, args, _out: calls.append(tuple(args[0].shape))
+    )
+    return calls
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_text_only_training_batch_touches_vision_with_exactly_zero(
+    tiny_model_dir: Path, dtype: torch.dtype
+) -> None:
+    # A text-only batch in training runs the vision tower on a stand-in with a real image's
+    # shapes (global view + one crop), so every vision parameter gets a gradient -- of
+    # exactly zero -- and the loss and language gradients are those of no stand-in at all.
+    ids = torch.randint(3, 400, (2, 12), generator=torch.Generator().manual_seed(1))
+
+    def run(vision_trains: bool):
+        model = Phi3VForCausalLM.from_pretrained(tiny_model_dir, dtype=dtype).train()
+        if not vision_trains:
+            model.model.vision_embed_tokens.requires_grad_(False)
+        calls = _vision_calls(model)
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return model, loss, calls
+
+    touched, loss, calls = run(vision_trains=True)
+    untouched, reference, no_calls = run(vision_trains=False)
+    assert calls == [(1, 2, 3, 336, 336)] and no_calls == []
+    assert torch.equal(loss, reference)
+    for (name, param), (_, twin) in zip(
+        touched.named_parameters(), untouched.named_parameters(), strict=True
+    ):
+        if component_of(name) == "language":
+            assert torch.equal(param.grad, twin.grad), name
+        elif param.requires_grad:
+            assert param.grad is not None and not param.grad.any(), name
+
+
+def test_vision_is_not_run_without_images_in_eval_or_decoding(model) -> None:
+    calls = _vision_calls(model)
+    ids = torch.randint(3, 400, (1, 6), generator=torch.Generator().manual_seed(2))
+    model.eval()
+    model(input_ids=ids)
+    model.generate(input_ids=ids, max_new_tokens=3, do_sample=False)
+    assert calls == []  # one process, no ZeRO-3: nothing to keep in step

@@ -96,3 +96,75 @@ def test_two_processes_match_one(
     assert [e["step"] for e in evals] == [2, 4]
     assert all(0.0 <= e["eval_accuracy"] <= 1.0 for e in evals)
     assert (out / f"checkpoint-{STEPS}" / "COMPLETE").is_file()
+
+
+# -- text-only micro-batches ------------------------------------------------------------
+#
+# One image record among three text-only ones, one sample per device, global batch 2:
+# whatever order the sampler draws, every epoch has a step where one rank's micro-batch is
+# text-only while the other's holds the image, and a step that is text-only on every rank.
+# The val split is [image, text], so evaluation (loss and generation) gives rank 1 a
+# text-only shard. One process runs the same steps as two accumulated micro-batches.
+MIXED_ARGS = ("--per-device-batch-size", "1", "--batch-size", "2", "--num-crops", "2")
+MIXED_EVAL = ("--eval-steps", "2", "--eval-max-samples", "2", "--max-new-tokens", "3")
+
+
+@pytest.fixture(scope="module")
+def mixed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_colour_dataset(
+        tmp_path_factory.mktemp("mixed"), train=4, val=2, text_only=lambda i: i % 4 != 0
+    )
+
+
+@pytest.fixture(scope="module")
+def mixed_single(tiny_model_dir: Path, mixed_dir: Path, tmp_path_factory):
+    """One-process reference runs, by mode: the run folder."""
+    runs: dict[str, Path] = {}
+
+    def run(mode: str) -> Path:
+        if mode not in runs:
+            out = tmp_path_factory.mktemp(f"mixed-single-{mode}") / "run"
+            settings = {
+                "per_device_batch_size": 1,
+                "batch_size": 2,
+                "num_crops": 2,
+                "eval_steps": 2,
+                "eval_max_samples": 2,
+                "eval_split": "val",
+                "max_new_tokens": 3,
+            }
+            config = fast_config(tiny_model_dir, mixed_dir, out, mode=mode, **settings)
+            run_training(config)
+            runs[mode] = out
+        return runs[mode]
+
+    return run
+
+
+def _eval_entries(log: list[dict]) -> list[float]:
+    """step, eval loss, eval accuracy of each evaluation, flattened."""
+    entries = [e for e in log if "eval_loss" in e]
+    return [value for e in entries for value in (e["step"], e["eval_loss"], e["eval_accuracy"])]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("launcher", ["ddp", "deepspeed-zero2", "deepspeed-zero3"])
+def test_text_only_micro_batches_match_one_process(
+    tiny_model_dir: Path, mixed_dir: Path, mixed_single, tmp_path: Path, launcher: str, mode: str
+) -> None:
+    sharding = ("--deepspeed", launcher.split("-")[1]) if launcher.startswith("deepspeed") else ()
+    out = tmp_path / "run"
+    done = _torchrun(
+        tiny_model_dir, mixed_dir, out, *MIXED_ARGS, *MIXED_EVAL, "--mode", mode, *sharding
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
+    single = read_train_log(mixed_single(mode))
+    log = read_train_log(out)
+    assert len(losses(single)) == STEPS
+    # Same samples per step; relative 1e-5 for the order of the gradient all-reduce.
+    assert losses(log) == pytest.approx(losses(single), rel=1e-5)
+    evals, single_evals = _eval_entries(log), _eval_entries(single)
+    assert evals[0::3] == [2, 4]
+    assert evals == pytest.approx(single_evals, rel=1e-5)

@@ -164,3 +164,34 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-2"]
     assert not (out / "model.safetensors").exists()
     assert not (out / "train_summary.json").exists()
+
+
+@pytest.mark.parametrize("mode", ["full", "freeze-vision", "lora", "qlora"])
+def test_every_trainable_parameter_gets_a_gradient_with_or_without_images(
+    tiny_model_dir: Path, colour_dir: Path, tmp_path: Path, mode: str
+) -> None:
+    # DDP (find_unused_parameters=False) and ZeRO need a gradient for every trainable
+    # parameter in every step on every rank: from an image batch, and from a text-only
+    # one (the vision tower then runs on a stand-in and its gradients are exactly zero).
+    from phi3v_data.tokens import num_image_tokens_for_padded
+    from phi3v_train.modes import load_model_for_training
+
+    config = fast_config(tiny_model_dir, colour_dir, tmp_path / "run", mode=mode)
+    model = load_model_for_training(config, "fp32").train()
+    image_id = model.config.image_token_id
+    text = torch.randint(3, 400, (1, 10), generator=torch.Generator().manual_seed(0))
+    placeholders = torch.full((1, num_image_tokens_for_padded(336, 672)), image_id)
+    with_image = {
+        "input_ids": torch.cat([text[:, :4], placeholders, text[:, 4:]], dim=1),
+        "pixel_values": torch.randn(1, 5, 3, 336, 336),
+        "image_sizes": torch.tensor([[336, 672]]),
+    }
+    for inputs, images in ((with_image, True), ({"input_ids": text}, False)):
+        model.zero_grad(set_to_none=True)
+        model(**inputs, labels=inputs["input_ids"]).loss.backward()
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable
+        assert [n for n, p in trainable.items() if p.grad is None] == []
+        if not images:
+            vision = [p for n, p in trainable.items() if component_of(n) != "language"]
+            assert all(not p.grad.any() for p in vision)

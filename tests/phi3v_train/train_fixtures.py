@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -19,11 +20,13 @@ SIZES = [(64, 48), (48, 64), (56, 56)]
 QUESTION = "What colour is this picture? Answer with one word."
 
 
-def _records(images: Path, split: str, count: int, source: str) -> list[Record]:
+def _records(
+    images: Path, split: str, count: int, source: str, text_only: Callable[[int], bool]
+) -> list[Record]:
     records = []
     names = list(COLOURS)
     for i in range(count):
-        if i % 4 == 3:
+        if text_only(i):
             turn = Turn("Say hello.", "Hello.")
         else:
             colour = names[i % len(names)]
@@ -36,12 +39,22 @@ def _records(images: Path, split: str, count: int, source: str) -> list[Record]:
     return records
 
 
-def write_colour_dataset(out: Path, train: int = 8, val: int = 4, source: str = "colours") -> Path:
-    """A converted folder: `<source>_train.jsonl`, `<source>_val.jsonl`, images/, manifest."""
+def write_colour_dataset(
+    out: Path,
+    train: int = 8,
+    val: int = 4,
+    source: str = "colours",
+    text_only: Callable[[int], bool] = lambda i: i % 4 == 3,
+) -> Path:
+    """A converted folder: `<source>_train.jsonl`, `<source>_val.jsonl`, images/, manifest.
+
+    `text_only(i)`: whether record i of a split is a text-only one (every fourth by default).
+    """
     images = out / "images"
     splits = {}
     for split, count in (("train", train), ("val", val)):
-        lines = b"".join(r.to_json_line() for r in _records(images, split, count, source))
+        records = _records(images, split, count, source, text_only)
+        lines = b"".join(r.to_json_line() for r in records)
         name = f"{source}_{split}.jsonl"
         (out / name).write_bytes(lines)
         splits[split] = {
