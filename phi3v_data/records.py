@@ -77,21 +77,34 @@ def image_tag(number: int) -> str:
     return f"<|image_{number}|>"
 
 
-def tagged_user_texts(turns: tuple[Turn, ...] | list[Turn]) -> Iterator[str]:
+IMAGE_LAYOUTS = ("seed", "per-line")
+IMAGE_LAYOUT_HELP = (
+    "Where a turn's images go when its text has no <|image_k|> tags: 'seed' (the reference"
+    " recipe: all tags, then a newline, then the text) or 'per-line' (one tag per line, as"
+    " in the model card's examples)."
+)
+
+
+def tagged_user_texts(turns: tuple[Turn, ...] | list[Turn], layout: str = "seed") -> Iterator[str]:
     """Each turn's user text with explicit image tags.
 
     The rule (enforced by `phi3v validate`): a turn's user text either has no tags, in
-    which case its images are put first, one tag per line, as the reference recipe does
-    (`"<|image_1|>\\n<|image_2|>\\n" + user`); or it has exactly the tags of its own images,
+    which case its images are put first; or it has exactly the tags of its own images,
     numbered across the conversation, each once, in increasing order. This function
-    assumes valid input and only adds the missing tags.
+    assumes valid input and only adds the missing tags, laid out as `layout` says:
+    `seed` (the reference recipe's training scripts): all tags, nothing between them, then
+    a newline (`"<|image_1|><|image_2|>\\n" + user`); `per-line` (the model card's
+    examples): one tag per line (`"<|image_1|>\\n<|image_2|>\\n" + user`).
     """
+    if layout not in IMAGE_LAYOUTS:
+        raise ValueError(f"image layout must be one of {', '.join(IMAGE_LAYOUTS)}, got {layout!r}")
+    between = "" if layout == "seed" else "\n"
     next_number = 1
     for turn in turns:
         count = len(turn.images)
         if count and not IMAGE_TAG_RE.search(turn.user):
-            prefix = "".join(f"{image_tag(next_number + i)}\n" for i in range(count))
-            yield prefix + turn.user
+            tags = between.join(image_tag(next_number + i) for i in range(count))
+            yield tags + "\n" + turn.user
         else:
             yield turn.user
         next_number += count

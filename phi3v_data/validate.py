@@ -30,8 +30,8 @@ import orjson
 from phi3v_data.images import DEFAULT_MAX_PIXELS, ImageCheck, check_image_batch
 from phi3v_data.jsonl import DEFAULT_MAX_LINE_BYTES, is_temporary_name, iter_jsonl
 from phi3v_data.paths import lexical_path_problem
-from phi3v_data.prompt import build_segments
-from phi3v_data.records import IMAGE_TAG_RE, Record, check_image_tags
+from phi3v_data.prompt import record_chunks
+from phi3v_data.records import IMAGE_LAYOUTS, Record, check_image_tags
 from phi3v_data.schema import fast_validator, schema_errors
 from phi3v_data.tokens import check_num_crops, num_image_tokens
 
@@ -212,6 +212,7 @@ class ValidateOptions:
     max_length: int | None = None
     num_crops: int = 4
     tokenizer: Path | None = None  # a directory with tokenizer.json: exact text tokens
+    image_layout: str = "seed"  # where untagged turns get their tags (records.IMAGE_LAYOUTS)
     workers: int | None = None  # image-check processes; None: all cores
     show_progress: bool = False
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -219,6 +220,10 @@ class ValidateOptions:
 
     def __post_init__(self) -> None:
         check_num_crops(self.num_crops)
+        if self.image_layout not in IMAGE_LAYOUTS:
+            raise ValueError(
+                f"image_layout must be one of {IMAGE_LAYOUTS}, got {self.image_layout!r}"
+            )
         if self.max_length is not None and self.max_length < 1:
             raise ValueError(f"max_length must be positive, got {self.max_length}")
         if self.max_length is not None and not self.check_images:
@@ -511,7 +516,9 @@ class _Run:
         self.in_flight: deque[_Batch] = deque()
         self.pool: ProcessPoolExecutor | None = None
         self.workers = options.workers or len(os.sched_getaffinity(0))
-        self.counter = _TokenCounter(options.tokenizer) if options.check_images else None
+        self.counter = (
+            _TokenCounter(options.tokenizer, options.image_layout) if options.check_images else None
+        )
         self.stats.tokens_exact = options.tokenizer is not None
 
     def add(
@@ -883,35 +890,37 @@ class _Run:
 class _TokenCounter:
     """Text tokens of records: exact with a tokenizer.json, otherwise estimated from bytes.
 
-    Counts `<s>` plus every segment of `build_segments` tokenized on its own, with each
-    `<|image_k|>` tag removed (the image's placeholder positions are added separately).
+    Counts the text chunks of `phi3v_data.prompt.record_chunks`, the layout the processor
+    encodes: each tokenized on its own, plus one `<s>` where the chunk has it (image
+    placeholder positions are added separately).
     """
 
-    def __init__(self, tokenizer_dir: Path | None):
+    def __init__(self, tokenizer_dir: Path | None, image_layout: str = "seed"):
         self.tokenizer = None
+        self.image_layout = image_layout
         if tokenizer_dir is not None:
             from tokenizers import Tokenizer
 
             self.tokenizer = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
 
     def text_tokens(self, records: list[Record]) -> list[int]:
-        pieces_per_record = [
-            [piece for segment in build_segments(record) for piece in _text_pieces(segment.text)]
-            for record in records
-        ]
+        texts_per_record, bos_per_record = [], []
+        for record in records:
+            chunks = [c for c in record_chunks(record, False, self.image_layout) if c.image is None]
+            texts_per_record.append([c.text for c in chunks if c.text])
+            bos_per_record.append(sum(c.bos for c in chunks))
         if self.tokenizer is None:
-            return [1 + sum(_estimate_tokens(p) for p in pieces) for pieces in pieces_per_record]
-        flat = [piece for pieces in pieces_per_record for piece in pieces]
-        lengths = iter(
+            lengths = (sum(_estimate_tokens(t) for t in texts) for texts in texts_per_record)
+            return [bos + n for bos, n in zip(bos_per_record, lengths, strict=True)]
+        flat = [text for texts in texts_per_record for text in texts]
+        encoded = iter(
             len(encoding.ids)
             for encoding in self.tokenizer.encode_batch(flat, add_special_tokens=False)
         )
-        return [1 + sum(next(lengths) for _ in pieces) for pieces in pieces_per_record]
-
-
-def _text_pieces(text: str) -> list[str]:
-    """The text around `<|image_k|>` tags (split keeps the tag numbers at odd places)."""
-    return [piece for piece in IMAGE_TAG_RE.split(text)[::2] if piece]
+        return [
+            bos + sum(next(encoded) for _ in texts)
+            for bos, texts in zip(bos_per_record, texts_per_record, strict=True)
+        ]
 
 
 def _estimate_tokens(text: str) -> int:

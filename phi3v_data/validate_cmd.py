@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from phi3v_data.jsonl import atomic_write_bytes
+from phi3v_data.records import IMAGE_LAYOUT_HELP, IMAGE_LAYOUTS
 from phi3v_data.tokens import NUM_CROPS_HELP, check_num_crops
 from phi3v_data.validate import (
     CODES,
@@ -90,6 +91,7 @@ def validate(
         ),
     ] = None,
     num_crops: Annotated[int, typer.Option(help=NUM_CROPS_HELP)] = 4,
+    image_layout: Annotated[str, typer.Option(help=IMAGE_LAYOUT_HELP)] = "seed",
     tokenizer: Annotated[
         Path | None,
         typer.Option(
@@ -151,6 +153,9 @@ def validate(
         check_num_crops(num_crops)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--num-crops") from exc
+    if image_layout not in IMAGE_LAYOUTS:
+        choices = ", ".join(IMAGE_LAYOUTS)
+        raise typer.BadParameter(f"choose one of {choices}", param_hint="--image-layout")
     if tokenizer is not None and not (tokenizer / "tokenizer.json").is_file():
         raise typer.BadParameter(f"{tokenizer} has no tokenizer.json", param_hint="--tokenizer")
     if max_length is not None and not images:
@@ -166,6 +171,7 @@ def validate(
         max_images_per_record=max_images,
         max_length=max_length,
         num_crops=num_crops,
+        image_layout=image_layout,
         tokenizer=tokenizer,
         workers=workers,
         show_progress=total_bytes >= _PROGRESS_BYTES and sys.stderr.isatty(),

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from phi3v_data.records import IMAGE_LAYOUTS
 from phi3v_data.tokens import check_num_crops
 
 MODES = ("full", "freeze-vision", "lora", "qlora")
@@ -53,6 +54,7 @@ class TrainConfig:
     mode: str = "full"
     freeze_vision: bool = False
     num_crops: int = 4
+    image_layout: str = "seed"
     max_length: int | None = None
     truncation: str = "truncate"
 
@@ -138,6 +140,8 @@ class TrainConfig:
             found.append(
                 "no training data: pass --data-dir OUT (a converted folder) or JSONL files"
             )
+        if self.image_layout not in IMAGE_LAYOUTS:
+            found.append(f"--image-layout must be one of {', '.join(IMAGE_LAYOUTS)}")
         try:
             check_num_crops(self.num_crops)
         except ValueError as exc:

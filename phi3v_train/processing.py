@@ -1,10 +1,15 @@
-"""`Phi3VProcessor`: records and images -> model inputs, and batches of them.
+"""`Phi3VProcessor`: records or prompt strings and images -> model inputs, and batches.
 
-Text follows `phi3v_data.prompt` (the checkpoint's chat template): `<s>`, then per turn
-a prompt segment and a target segment; labels are the target tokens (answer, `<|end|>`,
-and `<|endoftext|>` after the last one) and -100 elsewhere. In prompts, each image tag
-`<|image_k|>` becomes `num_image_tokens(image k)` copies of the `<|image|>` token; the text
-between tags is tokenized piece by piece, as the official processor does.
+The token layout is `phi3v_data.prompt`'s (the official processor's and the reference
+recipe's): `<s>` before every text chunk, so also after every image's placeholder run;
+each turn encoded on its own, every answer ending `<|end|>\n<|endoftext|>`. Each image tag
+`<|image_k|>` becomes `num_image_tokens(image k)` copies of the `<|image|>` token (id
+32044; the official processor writes `-k`, which the model treats the same way). Labels
+are the target tokens and -100 elsewhere.
+
+`encode(record, images)` (training, validation, eval, predict) and `processor(text=...,
+images=...)` (the official processor's call, for code written against it) go through the
+same `encode_chunks`.
 """
 
 from __future__ import annotations
@@ -16,10 +21,10 @@ from typing import Any, Literal
 
 import torch
 from PIL import Image
-from transformers import PreTrainedTokenizerFast
+from transformers import BatchFeature, PreTrainedTokenizerFast
 
-from phi3v_data.prompt import build_segments
-from phi3v_data.records import IMAGE_TAG_RE, Record
+from phi3v_data.prompt import Chunk, prompt_chunks, record_chunks, render
+from phi3v_data.records import IMAGE_LAYOUTS, Record
 from phi3v_data.tokens import check_num_crops, num_image_tokens_for_padded
 from phi3v_train.image_processing import CLIP_MEAN, CLIP_STD, HDImageTransform
 
@@ -45,8 +50,12 @@ class Phi3VProcessor:
         image_mean: Sequence[float] = CLIP_MEAN,
         image_std: Sequence[float] = CLIP_STD,
         tokens_per_crop: int = 144,
+        image_layout: str = "seed",
     ) -> None:
         check_num_crops(num_crops)
+        if image_layout not in IMAGE_LAYOUTS:
+            raise ValueError(f"image_layout must be one of {IMAGE_LAYOUTS}, got {image_layout!r}")
+        self.image_layout = image_layout
         if tokens_per_crop != 144:
             raise ValueError(f"num_img_tokens must be 144 (12x12 per crop), got {tokens_per_crop}")
         self.tokenizer = tokenizer
@@ -65,7 +74,9 @@ class Phi3VProcessor:
         return token_id
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, num_crops: int | None = None) -> Phi3VProcessor:
+    def from_pretrained(
+        cls, path: str | Path, num_crops: int | None = None, image_layout: str = "seed"
+    ) -> Phi3VProcessor:
         """Load tokenizer.json/tokenizer_config.json and preprocessor_config.json of a
         checkpoint directory (no remote code). `num_crops` overrides the file's value."""
         path = Path(path)
@@ -81,6 +92,7 @@ class Phi3VProcessor:
             image_mean=settings.get("image_mean", CLIP_MEAN),
             image_std=settings.get("image_std", CLIP_STD),
             tokens_per_crop=int(settings.get("num_img_tokens", 144)),
+            image_layout=image_layout,
         )
 
     def save_pretrained(self, path: str | Path) -> None:
@@ -97,8 +109,8 @@ class Phi3VProcessor:
     # -- one sample --------------------------------------------------------------------
 
     def prompt_text(self, record: Record, for_generation: bool = False) -> str:
-        """The sample's text with image tags, as the chat template renders it."""
-        return "".join(segment.text for segment in build_segments(record, for_generation))
+        """The sample's text with image tags and `<s>` where the tokenizer adds it."""
+        return render(record_chunks(record, for_generation, self.image_layout))
 
     def process_images(
         self, images: Sequence[Image.Image]
@@ -130,52 +142,83 @@ class Phi3VProcessor:
             raise ProcessorError(
                 f"record {record.id!r}: {len(record.images)} image paths but {len(images)} images given"
             )
-        pixel_values, image_sizes = self.process_images(images)
-        counts = (
-            [num_image_tokens_for_padded(h, w) for h, w in image_sizes.tolist()]
-            if image_sizes is not None
-            else []
-        )
-        pieces: list[tuple[str | int, bool]] = []  # text, or an image number; is_target
-        seen: list[int] = []
-        for segment in build_segments(record, for_generation):
-            if segment.is_target:
-                pieces.append((segment.text, True))
-                continue
-            position = 0
-            for match in IMAGE_TAG_RE.finditer(segment.text):
-                pieces.append((segment.text[position : match.start()], False))
-                seen.append(int(match.group(1)))
-                pieces.append((int(match.group(1)), False))
-                position = match.end()
-            pieces.append((segment.text[position:], False))
+        chunks = record_chunks(record, for_generation, self.image_layout)
+        return self.encode_chunks(chunks, images, f"record {record.id!r}")
+
+    def encode_chunks(
+        self, chunks: Sequence[Chunk], images: Sequence[Image.Image], where: str = "prompt"
+    ) -> dict[str, torch.Tensor | None]:
+        """Model inputs of a chunked sample (see `phi3v_data.prompt`); `where` names it in
+        errors."""
+        numbers = [chunk.image for chunk in chunks if chunk.image is not None]
         expected = list(range(1, len(images) + 1))
-        if seen != expected:
+        if numbers != expected:
             raise ProcessorError(
-                f"record {record.id!r}: image tags {seen} must be exactly {expected}, each once,"
-                " in order (run `phi3v validate` to find such records)"
+                f"{where}: image tags {numbers} must be exactly {expected} for"
+                f" {len(images)} image(s), each once, in order (run `phi3v validate` to find"
+                " such records)"
             )
-        texts = [text for text, _ in pieces if isinstance(text, str) and text]
+        pixel_values, image_sizes = self.process_images(images)
+        sizes = image_sizes.tolist() if image_sizes is not None else []
+        counts = [num_image_tokens_for_padded(h, w) for h, w in sizes]
+        texts = [chunk.text for chunk in chunks if chunk.image is None and chunk.text]
         encoded = iter(
             self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
         )
-        input_ids = [self.bos_token_id]
-        labels = [IGNORE_INDEX]
-        for piece, is_target in pieces:
-            if isinstance(piece, int):
-                ids = [self.image_token_id] * counts[piece - 1]
-            elif piece:
-                ids = next(encoded)
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for chunk in chunks:
+            if chunk.image is not None:
+                ids = [self.image_token_id] * counts[chunk.image - 1]
             else:
-                continue
+                ids = [self.bos_token_id] if chunk.bos else []
+                ids += next(encoded) if chunk.text else []
             input_ids.extend(ids)
-            labels.extend(ids if is_target else [IGNORE_INDEX] * len(ids))
+            labels.extend(ids if chunk.is_target else [IGNORE_INDEX] * len(ids))
         return {
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
             "labels": torch.tensor(labels, dtype=torch.long),
             "pixel_values": pixel_values,
             "image_sizes": image_sizes,
         }
+
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        images: Image.Image | Sequence[Image.Image] | None = None,
+        return_tensors: str | None = "pt",
+        padding_side: Literal["right", "left"] | None = None,
+    ) -> BatchFeature:
+        """The official processor's call: prompt string(s) with `<|image_k|>` tags -> inputs.
+
+        Args:
+            text: one prompt, e.g. from `processor.tokenizer.apply_chat_template(messages,
+                tokenize=False, add_generation_prompt=True)`, or a list of prompts.
+            images: the images of the prompt(s), in order: each prompt's tags are
+                numbered from 1 and it takes the next that many images.
+            return_tensors: "pt" (the only kind; None means "pt" too).
+            padding_side: for a list of prompts; default the tokenizer's.
+
+        Returns:
+            input_ids and attention_mask (prompts, L); with images also pixel_values
+            (images, crops+1, 3, 336, 336) and image_sizes (images, 2).
+        """
+        if return_tensors not in (None, "pt"):
+            raise ValueError(f"return_tensors must be 'pt', got {return_tensors!r}")
+        prompts = [text] if isinstance(text, str) else list(text)
+        pool = [images] if isinstance(images, Image.Image) else list(images or [])
+        encoded, used = [], 0
+        for index, prompt in enumerate(prompts):
+            chunks = prompt_chunks(prompt)
+            count = sum(chunk.image is not None for chunk in chunks)
+            where = "prompt" if isinstance(text, str) else f"prompt {index}"
+            encoded.append(self.encode_chunks(chunks, pool[used : used + count], where))
+            used += count
+        if used != len(pool):
+            raise ProcessorError(f"{len(pool)} images given but the prompts have {used} image tags")
+        batch = self.collate(encoded, padding_side or self.tokenizer.padding_side)
+        del batch["labels"]
+        return BatchFeature({k: v for k, v in batch.items() if v is not None})
 
     # -- batches -----------------------------------------------------------------------
 

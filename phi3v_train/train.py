@@ -100,6 +100,7 @@ def preflight(config: TrainConfig, files: list[Path], console=None) -> dict[str,
         image_root=config.image_root,
         max_length=config.max_length,
         num_crops=config.num_crops,
+        image_layout=config.image_layout,
         tokenizer=tokenizer,
         show_progress=console is not None,
     )
@@ -251,7 +252,9 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
     eval_samples = load_samples(eval_files, config.image_root) if eval_files else []
 
     set_seed(config.seed)
-    processor = Phi3VProcessor.from_pretrained(config.model, num_crops=config.num_crops)
+    processor = Phi3VProcessor.from_pretrained(
+        config.model, num_crops=config.num_crops, image_layout=config.image_layout
+    )
     args = _training_arguments(
         config, precision, accumulation, estimated_total_steps(config, len(samples), accumulation)
     )

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from phi3v_data.records import IMAGE_LAYOUT_HELP
 from phi3v_data.tokens import NUM_CROPS_HELP
 from phi3v_train.config import (
     ATTENTIONS,
@@ -89,6 +90,7 @@ def train(
         bool, typer.Option(help="LoRA/QLoRA: no adapters on the vision tower and projector.")
     ] = False,
     num_crops: Annotated[int, typer.Option(help=NUM_CROPS_HELP)] = 4,
+    image_layout: Annotated[str, typer.Option(help=IMAGE_LAYOUT_HELP)] = "seed",
     max_length: Annotated[
         int | None,
         typer.Option(help="Longest sequence in tokens (images included). Default: no limit."),
@@ -221,6 +223,7 @@ def train(
         mode=_choice(mode, MODES, "--mode"),
         freeze_vision=freeze_vision,
         num_crops=num_crops,
+        image_layout=image_layout,
         max_length=max_length,
         truncation=_choice(truncation, TRUNCATION, "--truncation"),
         batch_size=batch_size,

@@ -11,7 +11,7 @@ import pytest
 
 from phi3v_data.jsonl import atomic_write, iter_jsonl
 from phi3v_data.paths import PathProblem, lexical_path_problem, resolve_image_path
-from phi3v_data.prompt import build_segments
+from phi3v_data.prompt import prompt_chunks, record_chunks, render
 from phi3v_data.records import Record, Turn, check_image_tags, tagged_user_texts
 from phi3v_data.schema import is_valid, load_schema, schema_errors
 from phi3v_data.tokens import hd_padded_size, num_image_tokens
@@ -94,28 +94,51 @@ def test_tag_rule() -> None:
     )
 
 
-def test_untagged_turns_get_images_first() -> None:
+def test_untagged_turns_get_images_first_in_the_seed_layout_or_one_per_line() -> None:
     turns = (
         Turn("one", "", ("a", "b")),
         Turn("two <|image_3|>", "", ("c",)),
         Turn("three", "", ()),
+        Turn("four", "", ("d",)),
     )
     assert list(tagged_user_texts(turns)) == [
-        "<|image_1|>\n<|image_2|>\none",
+        "<|image_1|><|image_2|>\none",
         "two <|image_3|>",
         "three",
+        "<|image_4|>\nfour",
+    ]
+    assert list(tagged_user_texts(turns, "per-line"))[0] == "<|image_1|>\n<|image_2|>\none"
+    with pytest.raises(ValueError, match="seed, per-line"):
+        list(tagged_user_texts(turns, "grid"))
+
+
+def test_prompt_chunks_put_bos_before_every_text_chunk_even_an_empty_one() -> None:
+    chunks = prompt_chunks("<|user|>\n<|image_1|><|image_2|>\nQ<|end|>\n<|assistant|>\n")
+    assert [(c.text, c.image, c.bos) for c in chunks] == [
+        ("<|user|>\n", None, True),
+        ("", 1, False),
+        ("", None, True),  # between two adjacent tags: the official processor's [1]
+        ("", 2, False),
+        ("\nQ<|end|>\n<|assistant|>\n", None, True),
     ]
 
 
-def test_segments_mask_only_targets() -> None:
+def test_every_turn_is_encoded_on_its_own_and_every_answer_ends_with_endoftext() -> None:
     record = Record("r", "s", (Turn("Q1", "A1", ("a",)), Turn("Q2", "A2")))
-    segments = build_segments(record)
-    assert [s.is_target for s in segments] == [False, True, False, True]
-    assert segments[0].text == "<|user|>\n<|image_1|>\nQ1<|end|>\n<|assistant|>\n"
-    assert segments[1].text == "A1<|end|>\n"
-    assert segments[3].text == "A2<|end|>\n<|endoftext|>"
-    generation = build_segments(record, for_generation=True)
-    assert generation[-1].text == "<|user|>\nQ2<|end|>\n<|assistant|>\n"
+    chunks = record_chunks(record)
+    assert render(chunks) == (
+        "<s><|user|>\n<|image_1|><s>\nQ1<|end|>\n<|assistant|>\n"
+        "A1<|end|>\n<|endoftext|>"
+        "<s><|user|>\nQ2<|end|>\n<|assistant|>\n"
+        "A2<|end|>\n<|endoftext|>"
+    )
+    assert [c.text for c in chunks if c.is_target] == [
+        "A1<|end|>\n<|endoftext|>",
+        "A2<|end|>\n<|endoftext|>",
+    ]
+    generation = record_chunks(record, for_generation=True)
+    assert render(generation).endswith("<s><|user|>\nQ2<|end|>\n<|assistant|>\n")
+    assert not generation[-1].is_target
 
 
 @pytest.mark.parametrize(

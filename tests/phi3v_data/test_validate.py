@@ -208,9 +208,11 @@ def test_exact_token_budget_with_the_real_tokenizer(tmp_path: Path) -> None:
     path = _one_image_dataset(tmp_path, (320, 240))
     exact = ValidateOptions(tokenizer=TOKENIZER_DIR, num_crops=4, workers=1)
     report = validate_paths([path], exact)
-    # <s> + "<|user|>\n" (3) + "\nWhat colour is it?<|end|>\n<|assistant|>\n" (11) +
-    # "White.<|end|>\n<|endoftext|>" (6), as tokenizer.json splits them, + 757 image tokens.
-    assert report.stats.tokens_exact and list(report.stats.token_lengths) == [1 + 3 + 11 + 6 + 757]
+    # <s> + "<|user|>\n" (3) + 757 image tokens + <s> (after every image) +
+    # "\nWhat colour is it?<|end|>\n<|assistant|>\n" (11) + "White.<|end|>\n<|endoftext|>" (6),
+    # as tokenizer.json splits them.
+    lengths = list(report.stats.token_lengths)
+    assert report.stats.tokens_exact and lengths == [1 + 3 + 757 + 1 + 11 + 6]
     length = report.stats.token_lengths[0]
     at_limit = ValidateOptions(tokenizer=TOKENIZER_DIR, max_length=length, workers=1)
     assert validate_paths([path], at_limit).problems == []

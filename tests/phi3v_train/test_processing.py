@@ -130,7 +130,8 @@ def test_multi_turn_multi_image_labels_cover_every_answer(processor: Phi3VProces
         else:
             current.append(value)
     spans.append(current)
-    answers = ["No.<|end|>\n", "Colours differ.<|end|>\n", "Yes.<|end|>\n<|endoftext|>"]
+    # Every turn is encoded on its own: every answer ends with <|endoftext|>.
+    answers = [f"{a}<|end|>\n<|endoftext|>" for a in ("No.", "Colours differ.", "Yes.")]
     tokenize = processor.tokenizer
     assert spans == [tokenize(text, add_special_tokens=False).input_ids for text in answers]
 
@@ -149,27 +150,115 @@ def test_prompt_equals_the_checkpoint_chat_template(real_assets: Path) -> None:
     assert processor.image_token_id == 32044
     assert processor.stop_token_ids == [32007, 32000]
     sample = record(Turn(user="Describe it.", assistant="A dog.", images=("a.png",)))
-    user = "<|image_1|>\nDescribe it."
     rendered = processor.tokenizer.apply_chat_template(
-        [{"role": "user", "content": user}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": "<|image_1|>\nDescribe it."}],
+        tokenize=False,
+        add_generation_prompt=True,
     )
-    assert processor.prompt_text(sample, for_generation=True) == rendered
-    # The ids are the official processor's: <s>, each text piece between tags tokenized
-    # on its own, the tag replaced by the placeholders.
-    encoded = processor.encode(sample, [noise_image(336, 336)], for_generation=True)
-    tokenizer = processor.tokenizer
-    before, after = rendered.split("<|image_1|>")
-    expected = (
-        [1]
-        + tokenizer(before, add_special_tokens=False).input_ids
-        + [32044] * 757
-        + tokenizer(after, add_special_tokens=False).input_ids
+    # The same text; `<s>` marks where the tokenizer adds BOS (prompt start, after images).
+    assert processor.prompt_text(sample, for_generation=True) == "<s>" + rendered.replace(
+        "<|image_1|>", "<|image_1|><s>"
     )
+
+
+# Hand-written from the official processor's rule (BOS before every text chunk) and the
+# real tokenizer's ids: <s> 1, <|user|> 32010, "\n" after a special token 29871 13,
+# "What is shown?" 5618 338 4318 29973, <|end|> 32007, <|assistant|> 32001,
+# <|endoftext|> 32000, placeholder 32044.
+USER_OPEN = [1, 32010, 29871, 13]
+QUESTION_CLOSE = [1, 29871, 13, 5618, 338, 4318, 29973, 32007, 29871, 13, 32001]
+TEXT_ONLY = [1, 32010, 29871, 13, 5618, 338, 4318, 29973, 32007, 29871, 13, 32001]
+
+
+def _placeholders(count: int) -> list[int]:
+    return [32044] * count
+
+
+@pytest.mark.parametrize(
+    ("num_crops", "tokens"),
+    # 640x480: num_crops 1 -> 1x1 crops, 4 -> 2x2, 16 -> 3x4: (r*c+1)*144 + 1 + (r+1)*12
+    [(1, 313), (4, 757), (16, 1921)],
+)
+def test_single_image_ids_are_the_official_processors(
+    real_assets: Path, num_crops: int, tokens: int
+) -> None:
+    processor = Phi3VProcessor.from_pretrained(real_assets, num_crops=num_crops)
+    sample = record(Turn(user="What is shown?", assistant="A cat.", images=("a.png",)))
+    encoded = processor.encode(sample, [noise_image(640, 480)], for_generation=True)
+    expected = USER_OPEN + _placeholders(tokens) + QUESTION_CLOSE
     assert encoded["input_ids"].tolist() == expected
-    assert expected[-1] == 32001  # <|assistant|> swallows the newline after it (rstrip)
-    train = processor.encode(sample, [noise_image(336, 336)])
-    target = train["labels"][train["labels"] != IGNORE_INDEX].tolist()
-    assert target[-2:] == [13, 32000] and 32007 in target
+    assert len(expected) == {1: 328, 4: 772, 16: 1936}[num_crops]
+
+
+def test_adjacent_images_and_eight_frames_have_bos_between_runs(real_assets: Path) -> None:
+    processor = Phi3VProcessor.from_pretrained(real_assets, num_crops=16)
+    two = record(Turn(user="What is shown?", assistant="x", images=("a.png", "b.png")))
+    squares = [noise_image(336, 336, seed) for seed in range(8)]  # 2509 tokens each at 16
+    expected = USER_OPEN + _placeholders(2509) + [1] + _placeholders(2509) + QUESTION_CLOSE
+    assert processor.encode(two, squares[:2], True)["input_ids"].tolist() == expected
+    frames = record(
+        Turn(user="What is shown?", assistant="x", images=tuple(f"{i}.jpg" for i in range(8)))
+    )
+    runs = (_placeholders(2509) + [1]) * 7 + _placeholders(2509)
+    expected = USER_OPEN + runs + QUESTION_CLOSE
+    assert processor.encode(frames, squares, True)["input_ids"].tolist() == expected
+    # The model card's layout, one tag per line: the chunk between runs is "\n".
+    per_line = Phi3VProcessor.from_pretrained(real_assets, num_crops=16, image_layout="per-line")
+    expected = USER_OPEN + _placeholders(2509) + [1, 29871, 13] + _placeholders(2509)
+    expected += QUESTION_CLOSE
+    assert per_line.encode(two, squares[:2], True)["input_ids"].tolist() == expected
+
+
+def test_text_only_and_multi_turn_ids(real_assets: Path) -> None:
+    processor = Phi3VProcessor.from_pretrained(real_assets, num_crops=4)
+    text_only = record(Turn(user="What is shown?", assistant="A cat."))
+    assert processor.encode(text_only, [], True)["input_ids"].tolist() == TEXT_ONLY
+    sample = record(
+        Turn(user="What is shown?", assistant="Nothing."),
+        Turn(user="What is shown?", assistant="A cat.", images=("a.png",)),
+    )
+    encoded = processor.encode(sample, [noise_image(640, 480)])
+    answer = processor.tokenizer("Nothing.", add_special_tokens=False).input_ids
+    answer_2 = processor.tokenizer("A cat.", add_special_tokens=False).input_ids
+    end = [32007, 29871, 13, 32000]  # every answer: <|end|>\n<|endoftext|>
+    turn_2 = USER_OPEN + _placeholders(757) + QUESTION_CLOSE
+    assert encoded["input_ids"].tolist() == TEXT_ONLY + answer + end + turn_2 + answer_2 + end
+    labels = encoded["labels"].tolist()
+    targets = [i for i, label in enumerate(labels) if label != IGNORE_INDEX]
+    first = len(TEXT_ONLY)
+    second = first + len(answer) + len(end) + len(turn_2)
+    assert targets == [*range(first, first + len(answer) + 4), *range(second, len(labels))]
+
+
+def test_callable_processor_matches_encode_one_prompt_or_a_list(real_assets: Path) -> None:
+    processor = Phi3VProcessor.from_pretrained(real_assets, num_crops=4)
+    messages = [{"role": "user", "content": "<|image_1|>\nWhat is shown?"}]
+    prompt = processor.tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True
+    )
+    image = noise_image(640, 480)
+    out = processor(text=prompt, images=[image], return_tensors="pt")
+    sample = record(Turn(user="What is shown?", assistant="A cat.", images=("a.png",)))
+    encoded = processor.encode(sample, [image], for_generation=True)
+    assert out["input_ids"].tolist() == [encoded["input_ids"].tolist()]
+    assert out["attention_mask"].tolist() == [[1] * 772]
+    assert torch.equal(out["pixel_values"], encoded["pixel_values"])
+    assert out["pixel_values"].shape == (1, 5, 3, 336, 336)
+    assert out["image_sizes"].tolist() == [[672, 672]]
+    # A list: each prompt takes its own images; padding side selectable.
+    text = processor.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "What is shown?"}], tokenize=False, add_generation_prompt=True
+    )
+    two = processor(text=[prompt, text], images=[image], padding_side="left")
+    assert two["input_ids"].shape == (2, 772) and "labels" not in two
+    assert two["input_ids"][1, -12:].tolist() == TEXT_ONLY
+    assert two["attention_mask"][1].sum() == 12 and two["attention_mask"][1, 0] == 0
+    assert two["pixel_values"].shape == (1, 5, 3, 336, 336)
+    assert "pixel_values" not in processor(text=text)
+    with pytest.raises(ProcessorError, match="2 images given but the prompts have 1 image tags"):
+        processor(text=prompt, images=[image, image])
+    with pytest.raises(ProcessorError, match=r"prompt: image tags \[2\] must be exactly \[1\]"):
+        processor(text=prompt.replace("image_1", "image_2"), images=[image])
 
 
 def test_collate_mixed_batch_pads_right_and_left(processor: Phi3VProcessor) -> None:
@@ -253,3 +342,33 @@ def test_save_pretrained_round_trip(processor: Phi3VProcessor, tmp_path: Path) -
     assert torch.equal(
         again.encode(sample, [])["input_ids"], processor.encode(sample, [])["input_ids"]
     )
+
+
+@pytest.mark.parametrize("image_layout", ["seed", "per-line"])
+def test_validators_token_budget_is_the_encoded_length(
+    real_assets: Path, tmp_path: Path, image_layout: str
+) -> None:
+    # One layout for everyone: `phi3v validate` counts exactly what training encodes.
+    from phi3v_data.validate import ValidateOptions, validate_paths
+
+    sizes = {"a.png": (640, 480), "b.png": (300, 900), "c.png": (336, 336)}
+    for name, (width, height) in sizes.items():
+        (tmp_path / "images").mkdir(exist_ok=True)
+        noise_image(width, height).save(tmp_path / "images" / name)
+    records = [
+        record(Turn("Same?", "No.", ("a.png", "b.png")), Turn("Why?", "Colours."), id="r1"),
+        record(Turn("Hi", "Hello."), Turn("And this <|image_1|>?", "A cat.", ("c.png",)), id="r2"),
+        record(Turn("Plain text only, é ✓.", "Yes."), id="r3"),
+    ]
+    data = tmp_path / "d.jsonl"
+    data.write_bytes(b"".join(r.to_json_line() for r in records))
+    options = ValidateOptions(
+        tokenizer=real_assets, num_crops=16, workers=1, image_layout=image_layout
+    )
+    counted = list(validate_paths([data], options).stats.token_lengths)
+    processor = Phi3VProcessor.from_pretrained(real_assets, num_crops=16, image_layout=image_layout)
+    images = {name: Image.open(tmp_path / "images" / name) for name in sizes}
+    encoded = [
+        processor.encode(r, [images[n] for n in r.images])["input_ids"].shape[0] for r in records
+    ]
+    assert counted == encoded
