@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,7 @@ class TrainConfig:
                 "--mode qlora with --deepspeed is not supported: 4-bit weights cannot be "
                 "sharded by ZeRO. Use DDP (plain torchrun) for QLoRA."
             )
+        found += model_dir_problems(self.model)
         if self.data_dir is None and not self.train_files:
             found.append(
                 "no training data: pass --data-dir OUT (a converted folder) or JSONL files"
@@ -185,6 +187,33 @@ class TrainConfig:
             kwargs[name] = tuple(Path(p) for p in kwargs.get(name, ()))
         kwargs["lora_targets"] = tuple(kwargs.get("lora_targets", LANGUAGE_LORA_TARGETS))
         return cls(**kwargs)
+
+
+_HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def model_dir_problems(model: Path, flag: str = "--model") -> list[str]:
+    """Why `model` is not a checkpoint folder phi3v can load (empty when it is one)."""
+    if not model.exists():
+        if _HUB_ID_RE.fullmatch(str(model)):
+            name = str(model).split("/")[-1]
+            return [
+                f"{flag} {model}: no such folder. phi3v never downloads at run time; get the "
+                f"checkpoint once (needs network and `pip install huggingface_hub`):\n"
+                f"    hf download {model} --local-dir ~/models/{name}\n"
+                f"  then pass {flag} ~/models/{name}"
+            ]
+        return [f"{flag} {model}: no such folder"]
+    if not model.is_dir():
+        return [f"{flag} {model}: a file, not a checkpoint folder"]
+    missing = [name for name in ("config.json", "tokenizer.json") if not (model / name).is_file()]
+    if missing:
+        return [
+            f"{flag} {model}: not a checkpoint folder (no {' or '.join(missing)}); pass the "
+            "downloaded Phi-3.5-vision-instruct folder, a `phi3v train` run or `phi3v "
+            "init-model` output"
+        ]
+    return []
 
 
 def _jsonable(value: Any) -> Any:

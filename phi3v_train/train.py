@@ -497,5 +497,5 @@ def print_start_summary(
     table.add_row("deepspeed", config.deepspeed or "off")
     table.add_row("resume", str(resume) if resume else "no (fresh run)")
     table.add_row("output", str(config.output_dir))
+    table.add_row("every setting", str(config.output_dir / RUN_CONFIG_NAME))
     console.print(table)
-    console.print_json(json.dumps(config.to_dict()))

@@ -64,8 +64,6 @@ def train(
             "-m",
             help="Checkpoint folder in the official layout (the downloaded "
             "Phi-3.5-vision-instruct, or `phi3v init-model` output).",
-            exists=True,
-            file_okay=False,
         ),
     ] = ...,  # type: ignore[assignment]
     output_dir: Annotated[
@@ -194,12 +192,15 @@ def train(
         bool,
         typer.Option(help="Train even if `phi3v validate` finds errors (bad samples are skipped)."),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Show third-party log messages and warnings (hidden by default)."
+        ),
+    ] = False,
 ) -> None:
-    from phi3v_train.checkpoint import CheckpointError
-    from phi3v_train.data import DataError, has_split
-    from phi3v_train.distributed import is_main_process
-    from phi3v_train.train import PreflightError, run_training
-    from phi3v_train.trainer import NonFiniteLossError
+    from phi3v_train.data import DataError, has_split, split_files
+    from phi3v_train.distributed import gradient_accumulation_steps, is_main_process, world_size
 
     console = Console(stderr=True)
     if sum((bf16, fp16, fp32)) > 1:
@@ -255,14 +256,35 @@ def train(
         workers=workers,
         skip_validation=skip_validation,
     )
+    # Usage errors first, before torch and transformers load (seconds), and before
+    # anything is written.
+    try:
+        config.check()
+        gradient_accumulation_steps(config.batch_size, config.per_device_batch_size, world_size())
+        if not config.train_files and config.data_dir is not None:
+            split_files(config.data_dir, config.split)
+        if config.eval_split is not None and config.data_dir is not None:
+            split_files(config.data_dir, config.eval_split)
+    except (ConfigError, DataError) as exc:
+        _cannot_start(console, exc)
+    from phi3v_train.console import quiet_third_party
+
+    quiet_third_party(verbose)
+    from phi3v_train.checkpoint import CheckpointError
+    from phi3v_train.train import PreflightError, run_training
+    from phi3v_train.trainer import NonFiniteLossError
+
     try:
         result = run_training(config, console)
     except (ConfigError, DataError, PreflightError, CheckpointError, ImportError) as exc:
-        console.print(f"[red]phi3v train: cannot start:[/]\n{escape(str(exc))}")
-        raise typer.Exit(code=2) from None
+        _cannot_start(console, exc)
     except NonFiniteLossError as exc:
         console.print(f"[red]phi3v train: stopped:[/] {escape(str(exc))}")
         raise typer.Exit(code=1) from None
+    except KeyboardInterrupt:
+        if is_main_process():
+            console.print(_interrupted_message(config.output_dir))
+        raise typer.Exit(code=130) from None
     if is_main_process():
         skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
         console.print(
@@ -270,6 +292,27 @@ def train(
             f"{result.train_loss:.4f}; skipped samples: {skipped}\n"
             f"model, train_log.jsonl and training_curves.png in {result.output_dir}"
         )
+
+
+def _cannot_start(console: Console, exc: Exception) -> None:
+    console.print(f"[red]phi3v train: cannot start:[/]\n{escape(str(exc))}")
+    raise typer.Exit(code=2)
+
+
+def _interrupted_message(output_dir: Path) -> str:
+    """Where an interrupted run stands and how to continue it."""
+    from phi3v_train.train import read_train_log
+    from phi3v_train.trainer import newest_complete_checkpoint
+
+    steps = [entry["step"] for entry in read_train_log(output_dir) if "loss" in entry]
+    where = f"stopped at step {steps[-1]}" if steps else "stopped before the first step"
+    checkpoint = newest_complete_checkpoint(output_dir)
+    if checkpoint is None:
+        return f"[yellow]{where}[/]; no complete checkpoint yet, so a rerun starts afresh."
+    return (
+        f"[yellow]{where}[/]; {checkpoint.name} is complete: rerun the same command with "
+        "--resume auto to continue from it."
+    )
 
 
 def register(app: typer.Typer) -> None:

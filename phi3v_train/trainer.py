@@ -218,16 +218,37 @@ class NonFiniteLossCallback(TrainerCallback):
 
 
 class RichProgressCallback(TrainerCallback):
-    """A rich progress bar with loss and learning rate (main process only)."""
+    """Progress on the main process: a rich bar on a terminal; in a pipe or CI log, where a
+    bar collapses into one line, a plain line every `plain_every_steps` steps or
+    `plain_every_seconds` seconds (step/total, loss, lr, samples/s, ETA) and one per
+    evaluation."""
 
-    def __init__(self, console=None) -> None:
+    def __init__(
+        self, console=None, plain_every_steps: int | None = None, plain_every_seconds: float = 30.0
+    ) -> None:
         self.console = console
+        self.plain_every_steps = plain_every_steps
+        self.plain_every_seconds = plain_every_seconds
         self.progress = None
         self.task = None
         self.last: dict[str, float] = {}
+        self.plain = False
+        self.started = 0.0
+        self.first_step = 0
+        self.printed_step = 0
+        self.printed_at = 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
+            return
+        import time
+
+        self.started = self.printed_at = time.monotonic()
+        self.first_step = self.printed_step = state.global_step
+        self.plain = self.console is None or not self.console.is_terminal
+        if self.plain:
+            if self.plain_every_steps is None:
+                self.plain_every_steps = max(1, state.max_steps // 20)
             return
         from rich.progress import (
             BarColumn,
@@ -257,22 +278,69 @@ class RichProgressCallback(TrainerCallback):
             self.progress.update(self.task, completed=state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if self.progress is None or not logs:
+        if not state.is_world_process_zero or not logs:
             return
         self.last.update({k: v for k, v in logs.items() if isinstance(v, int | float)})
+        if self.plain:
+            self._plain_line(args, state, logs)
+            return
+        if self.progress is not None:
+            self.progress.update(self.task, status="  ".join(self._metrics(eval_too=True)))
+
+    def _metrics(self, eval_too: bool) -> list[str]:
         parts = []
         if "loss" in self.last:
             parts.append(f"loss {self.last['loss']:.4f}")
         if "learning_rate" in self.last:
             parts.append(f"lr {self.last['learning_rate']:.2e}")
+        if eval_too:
+            parts += _eval_metrics(self.last)
+        return parts
+
+    def _plain_line(self, args, state, logs: dict) -> None:
+        import time
+
+        if any(key.startswith("eval_") for key in logs):
+            metrics = "  ".join(_eval_metrics(logs))
+            self.console.print(f"eval at step {state.global_step}: {metrics}", highlight=False)
+            return
+        if "loss" not in logs:
+            return
+        now = time.monotonic()
+        step, total = state.global_step, state.max_steps
+        due = (
+            step - self.printed_step >= (self.plain_every_steps or 1)
+            or now - self.printed_at >= self.plain_every_seconds
+            or step in (self.first_step + 1, total)
+        )
+        if not due:
+            return
+        self.printed_step, self.printed_at = step, now
+        elapsed = max(now - self.started, 1e-9)
+        done = max(step - self.first_step, 1)
+        per_step = elapsed / done
+        samples = done * args.train_batch_size * args.gradient_accumulation_steps
+        samples *= max(args.world_size, 1)
+        eta = int(per_step * max(total - step, 0))
+        parts = [f"step {step}/{total}", *self._metrics(eval_too=False)]
         parts += [
-            f"{k} {v:.4f}"
-            for k, v in self.last.items()
-            if k.startswith("eval_") and "runtime" not in k and "per_second" not in k
+            f"{samples / elapsed:.2f} samples/s",
+            f"ETA {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}",
         ]
-        self.progress.update(self.task, status="  ".join(parts))
+        self.console.print("  ".join(parts), highlight=False)
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
+
+
+def _eval_metrics(logs: dict) -> list[str]:
+    return [
+        f"{k} {v:.4f}"
+        for k, v in logs.items()
+        if k.startswith("eval_")
+        and isinstance(v, int | float)
+        and "runtime" not in k
+        and "per_second" not in k
+    ]

@@ -93,3 +93,82 @@ def test_samples_over_max_length_are_dropped_and_counted(
     skipped = [json.loads(x) for x in (out / "skipped_samples.jsonl").read_text().splitlines()]
     assert skipped and {x["reason"] for x in skipped} == {"dropped_too_long"}
     assert all(x["id"] not in ("train-0003", "train-0007") for x in skipped)  # text-only
+
+
+def test_a_data_folder_or_hub_id_as_model_is_a_one_line_error_and_writes_nothing(
+    colour_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result, text = _train(colour_dir, colour_dir, out)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert (
+        f"--model {colour_dir}: not a checkpoint folder (no config.json or tokenizer.json)" in text
+    )
+    result, text = _train(Path("microsoft/Phi-3.5-vision-instruct"), colour_dir, out)
+    assert result.exit_code == 2
+    assert "phi3v never downloads at run time" in text
+    assert "hf download microsoft/Phi-3.5-vision-instruct --local-dir" in text
+    assert not out.exists()
+
+
+def test_usage_errors_come_before_torch_is_imported(colour_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from typer.testing import CliRunner; from phi3v_data.cli import app;"
+        f" r = CliRunner().invoke(app, ['train', '-d', {str(colour_dir)!r}, '-m',"
+        f" {str(colour_dir)!r}, '-o', {str(tmp_path / 'o')!r}]);"
+        " print(r.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False", "False"], done.stderr
+
+
+def test_console_in_a_pipe_prints_plain_progress_lines_and_no_config_dump(
+    tiny_model_dir: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    result, _ = _train(tiny_model_dir, colour_dir, out, "--max-steps", "4", "--eval-steps", "2")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    steps = [line.split()[1] for line in lines if line.startswith("step ")]
+    assert steps == ["1/4", "2/4", "3/4", "4/4"]  # 4 // 20 -> every step
+    step_line = next(line for line in lines if line.startswith("step 2/4"))
+    assert all(part in step_line for part in ("loss ", "lr ", "samples/s", "ETA "))
+    evals = [line for line in lines if line.startswith("eval at step")]
+    assert [line.split()[3] for line in evals] == ["2:", "4:"]
+    assert "eval_loss" in evals[0] and "eval_accuracy" in evals[0]
+    assert '"lora_targets"' not in result.output  # the settings are in run_config.json
+    assert str(out / "run_config.json") in " ".join(result.output.split())
+    assert "Setting accelerator to CPU" not in result.output
+
+
+def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(
+    tiny_model_dir: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from train_fixtures import cli_command, cli_env
+
+    out = tmp_path / "run"
+    command = cli_command(
+        "train", "-d", colour_dir, "-m", tiny_model_dir, "-o", out, *FAST_CLI_ARGS,
+        "--max-steps", "10000", "--save-steps", "2",
+    )  # fmt: skip
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env()
+    )
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoint-2" / "COMPLETE").is_file() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output[-2000:]
+    text = " ".join(output.split())
+    assert "stopped at step" in text and "rerun the same command with --resume auto" in text
+    assert "Traceback" not in output
+    complete = sorted(p.parent.name for p in out.glob("checkpoint-*/COMPLETE"))
+    assert complete and f"{complete[-1]} is complete" in text

@@ -25,8 +25,8 @@ def _config(**overrides: object) -> TrainConfig:
     return TrainConfig(**base)  # type: ignore[arg-type]
 
 
-def test_defaults_are_the_reference_recipe() -> None:
-    config = _config()
+def test_defaults_are_the_reference_recipe(tiny_model_dir: Path) -> None:
+    config = _config(model=tiny_model_dir)
     assert (config.adam_beta1, config.adam_beta2, config.adam_epsilon) == (0.9, 0.95, 1e-7)
     assert (config.weight_decay, config.max_grad_norm, config.batch_size) == (0.01, 1.0, 64)
     assert (config.lora_rank, config.effective_lora_alpha, config.lora_dropout) == (64, 128, 0.0)
