@@ -34,7 +34,7 @@ from urllib.parse import quote
 
 import orjson
 
-from phi3v_data import __version__
+from phi3v_data import __version__, dataset_dir
 from phi3v_data.jsonl import atomic_write_bytes, iter_jsonl
 from phi3v_data.validate import (
     InputFile,
@@ -138,39 +138,9 @@ class SplitFile:
 
 
 def split_files(inputs: Iterable[InputFile]) -> list[SplitFile]:
-    """Name each input's split: from its directory's manifest, else from its file name.
-
-    Converted files are `<source>_<split>.jsonl` (e.g. `hateful-memes_dev_seen.jsonl`
-    -> `dev_seen`); any other file's split is its stem.
-    """
-    manifests: dict[Path, dict[str, str]] = {}
-    result = []
-    for item in inputs:
-        folder = item.path.parent
-        if folder not in manifests:
-            manifests[folder] = _manifest_split_names(folder / "manifest.json")
-        split = manifests[folder].get(item.path.name)
-        if split is None:
-            stem = item.path.stem
-            split = stem.split("_", 1)[1] if "_" in stem else stem
-        result.append(SplitFile(item, split))
-    return result
-
-
-def _manifest_split_names(manifest: Path) -> dict[str, str]:
-    """file name -> split name; {} when there is no usable manifest (the validator reports it)."""
-    try:
-        data = orjson.loads(manifest.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return {}
-    splits = data.get("splits") if isinstance(data, dict) else None
-    if not isinstance(splits, dict):
-        return {}
-    return {
-        info["file"]: str(name)
-        for name, info in splits.items()
-        if isinstance(info, dict) and isinstance(info.get("file"), str)
-    }
+    """Name each input's split (`phi3v_data.dataset_dir`: its folder's manifest, else its
+    file name, e.g. `hateful_memes_dev_seen.jsonl` -> `dev_seen`)."""
+    return [SplitFile(item, dataset_dir.split_of_file(item.path)) for item in inputs]
 
 
 def run_validation(

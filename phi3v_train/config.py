@@ -138,6 +138,8 @@ class TrainConfig:
                 "sharded by ZeRO. Use DDP (plain torchrun) for QLoRA."
             )
         found += model_dir_problems(self.model)
+        if self.eval_split is not None and self.data_dir is None:
+            found.append("--eval-split needs --data-dir; with JSONL files pass --eval-files FILE")
         if self.data_dir is None and not self.train_files:
             found.append(
                 "no training data: pass --data-dir OUT (a converted folder) or JSONL files"

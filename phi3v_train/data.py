@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from phi3v_data import dataset_dir
 from phi3v_data.jsonl import iter_records
 from phi3v_data.paths import PathProblem, resolve_image_path
 from phi3v_data.records import Record
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.json"
 SKIPPED_LOG_NAME = "skipped_samples.jsonl"
 # Give up after this many unusable samples in a row: the data, not one file, is broken.
 MAX_CONSECUTIVE_SKIPS = 64
@@ -57,22 +57,11 @@ class UnreadableImage(Exception):
 
 
 def split_files(data_dir: Path, split: str) -> list[Path]:
-    """The JSONL file(s) of `split` in a converted folder (from its manifest if present)."""
-    manifest_path = data_dir / MANIFEST_NAME
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text())
-        splits = manifest.get("splits", {})
-        if split not in splits:
-            known = ", ".join(sorted(splits)) or "none"
-            raise DataError(f"{data_dir}: no split {split!r} in manifest.json (splits: {known})")
-        return [data_dir / splits[split]["file"]]
-    files = sorted(data_dir.glob(f"*_{split}.jsonl"))
-    if not files:
-        raise DataError(
-            f"{data_dir}: no *_{split}.jsonl file and no manifest.json; is this the "
-            "output folder of `phi3v convert`?"
-        )
-    return files
+    """The JSONL file(s) of `split` in a converted folder (see `phi3v_data.dataset_dir`)."""
+    try:
+        return dataset_dir.split_files(data_dir, split)
+    except dataset_dir.DatasetDirError as exc:
+        raise DataError(str(exc)) from None
 
 
 def has_split(data_dir: Path, split: str) -> bool:

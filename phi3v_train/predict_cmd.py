@@ -53,7 +53,12 @@ def predict(
     import torch
 
     from phi3v_data.jsonl import atomic_write_bytes
-    from phi3v_train.evaluate import ModelLoadError, generate_answers, load_for_inference
+    from phi3v_train.evaluate import (
+        ModelLoadError,
+        generate_answers,
+        load_for_inference,
+        restore_order,
+    )
     from phi3v_train.modes import resolve_precision
     from phi3v_train.predict import file_samples, prompt_sample
 
@@ -79,6 +84,7 @@ def predict(
     answers = generate_answers(
         loaded, processor, samples, batch_size=batch_size, max_new_tokens=max_new_tokens
     )
+    answers = restore_order(answers, samples)  # failed samples come back first
     if prompt is not None:
         answer = answers[0]
         if answer.prediction is None:
@@ -96,11 +102,20 @@ def predict(
         + "\n"
         for a in answers
     )
+    failed = [a for a in answers if a.prediction is None]
     if output is None:
         sys.stdout.write(lines)
     else:
         atomic_write_bytes(output, lines.encode())
-        console.print(f"{len(answers)} answers written to {output}")
+        answered = len(answers) - len(failed)
+        console.print(f"{answered} of {len(answers)} answers written to {output}")
+    if failed:
+        first = failed[0]
+        console.print(
+            f"[red]phi3v predict:[/] {len(failed)} of {len(answers)} sample(s) failed (their "
+            f"lines carry an 'error'); the first, {escape(first.id)}: {escape(str(first.error))}"
+        )
+        raise typer.Exit(code=1)
 
 
 def register(app: typer.Typer) -> None:

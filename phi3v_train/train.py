@@ -241,7 +241,10 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
     train_files = data_files(config, config.split, config.train_files)
     eval_files = data_files(config, config.eval_split, config.eval_files)
     if config.eval_steps is not None and not eval_files:
-        raise ConfigError("--eval-steps needs evaluation data: pass --eval-split (e.g. val)")
+        raise ConfigError(
+            "--eval-steps needs evaluation data: pass --eval-split (e.g. val) with --data-dir,"
+            " or --eval-files FILE"
+        )
     config.output_dir.mkdir(parents=True, exist_ok=True)
     resume = resume_checkpoint(config)
 

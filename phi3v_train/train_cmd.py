@@ -78,6 +78,16 @@ def train(
         str | None,
         typer.Option(help="Evaluation split of --data-dir (default with --eval-steps: val)."),
     ] = None,
+    eval_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--eval-files",
+            help="JSONL file(s) to evaluate on (repeat the flag), e.g. with positional"
+            " training files.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     mode: Annotated[
         str,
         typer.Option(
@@ -221,6 +231,7 @@ def train(
         image_root=image_root,
         split=split,
         eval_split=eval_split,
+        eval_files=tuple(eval_files or ()),
         mode=_choice(mode, MODES, "--mode"),
         freeze_vision=freeze_vision,
         num_crops=num_crops,

@@ -107,7 +107,7 @@ def test_untagged_turns_get_images_first_in_the_seed_layout_or_one_per_line() ->
         "three",
         "<|image_4|>\nfour",
     ]
-    assert list(tagged_user_texts(turns, "per-line"))[0] == "<|image_1|>\n<|image_2|>\none"
+    assert next(iter(tagged_user_texts(turns, "per-line"))) == "<|image_1|>\n<|image_2|>\none"
     with pytest.raises(ValueError, match="seed, per-line"):
         list(tagged_user_texts(turns, "grid"))
 

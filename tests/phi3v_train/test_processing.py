@@ -199,7 +199,7 @@ def test_adjacent_images_and_eight_frames_have_bos_between_runs(real_assets: Pat
     frames = record(
         Turn(user="What is shown?", assistant="x", images=tuple(f"{i}.jpg" for i in range(8)))
     )
-    runs = (_placeholders(2509) + [1]) * 7 + _placeholders(2509)
+    runs = [*_placeholders(2509), 1] * 7 + _placeholders(2509)
     expected = USER_OPEN + runs + QUESTION_CLOSE
     assert processor.encode(frames, squares, True)["input_ids"].tolist() == expected
     # The model card's layout, one tag per line: the chunk between runs is "\n".

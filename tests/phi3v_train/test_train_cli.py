@@ -172,3 +172,27 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(
     assert "Traceback" not in output
     complete = sorted(p.parent.name for p in out.glob("checkpoint-*/COMPLETE"))
     assert complete and f"{complete[-1]} is complete" in text
+
+
+def test_jsonl_files_train_with_eval_files(
+    tiny_model_dir: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain"
+    shutil.copytree(colour_dir / "images", plain / "images")
+    shutil.copy(colour_dir / "colours_train.jsonl", plain / "train.jsonl")
+    shutil.copy(colour_dir / "colours_val.jsonl", plain / "val.jsonl")
+    out = tmp_path / "run"
+    common = ["train", str(plain / "train.jsonl"), "-m", str(tiny_model_dir), "-o", str(out)]
+    result = runner.invoke(app, [*common, "--eval-split", "val", "--eval-steps", "2"])
+    assert result.exit_code == 2
+    assert "--eval-split needs --data-dir; with JSONL files pass --eval-files" in " ".join(
+        result.output.split()
+    )
+    args = [*common, *FAST_CLI_ARGS, "--max-steps", "2", "--eval-steps", "2"]
+    result = runner.invoke(app, [*args, "--eval-files", str(plain / "val.jsonl")])
+    assert result.exit_code == 0, result.output
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "eval_loss" in e] == [2]
+    # A folder of train.jsonl / val.jsonl is a data dir too, as for validate and report.
+    result, _ = _train(tiny_model_dir, plain, tmp_path / "run2", "--max-steps", "1")
+    assert result.exit_code == 0, result.output

@@ -36,12 +36,20 @@ def colour_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_split_files_from_manifest_and_by_name(colour_dir: Path, tmp_path: Path) -> None:
     assert split_files(colour_dir, "val") == [colour_dir / "colours_val.jsonl"]
-    with pytest.raises(DataError, match=r"no split .test. in manifest\.json"):
+    with pytest.raises(DataError, match=r"no split .test. in manifest\.json \(found: train, val\)"):
         split_files(colour_dir, "test")
     (tmp_path / "x_train.jsonl").write_text((colour_dir / "colours_train.jsonl").read_text())
     assert split_files(tmp_path, "train") == [tmp_path / "x_train.jsonl"]
-    with pytest.raises(DataError, match="is this the output folder"):
+    with pytest.raises(DataError, match=r"no split 'val' among its \*\.jsonl \(found: train\)"):
         split_files(tmp_path, "val")
+    # The names `validate` and `report` accept: train.jsonl / val.jsonl, source prefixes.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    for name in ("train.jsonl", "val.jsonl", "hateful_memes_dev_seen.jsonl"):
+        (plain / name).write_text("")
+    assert split_files(plain, "train") == [plain / "train.jsonl"]
+    assert split_files(plain, "val") == [plain / "val.jsonl"]
+    assert split_files(plain, "dev_seen") == [plain / "hateful_memes_dev_seen.jsonl"]
 
 
 def test_unreadable_image_is_reported_counted_and_replaced(
