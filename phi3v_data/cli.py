@@ -8,10 +8,33 @@ modules import heavy libraries (torch, av, datasets) inside the command function
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup, TyperOption
 
 from phi3v_data import __version__
 
+# The order of `phi3v --help`: the data flow, first to last.
+COMMAND_ORDER = (
+    "convert", "validate", "report", "init-model", "train", "eval", "predict", "export",
+)  # fmt: skip
+
+
+class _InDataFlowOrder(TyperGroup):
+    def list_commands(self, ctx) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
+def _no_type_for_flags(option: TyperOption, ctx) -> str | None:
+    # A switch takes no value: its `<bool>` type column only clutters the help.
+    return None if option.is_flag else _show_type(option, ctx)
+
+
+_show_type = TyperOption.display_type_rich
+TyperOption.display_type_rich = _no_type_for_flags
+
 app = typer.Typer(
+    cls=_InDataFlowOrder,
     name="phi3v",
     help=(
         "Get your own data into Phi-3.5-vision and fine-tune it.\n\n"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -12,11 +12,7 @@ from rich.markup import escape
 from phi3v_data.records import IMAGE_LAYOUT_HELP
 from phi3v_data.tokens import NUM_CROPS_HELP
 from phi3v_train.config import (
-    ATTENTIONS,
     LANGUAGE_LORA_TARGETS,
-    MODES,
-    REPORT_TO,
-    TRUNCATION,
     ConfigError,
     TrainConfig,
 )
@@ -34,12 +30,6 @@ The global --batch-size stays the same; gradient accumulation follows from it.
 
 Interrupted? Run the same command with --resume auto: it continues from the newest
 complete checkpoint with exactly the losses of an uninterrupted run."""
-
-
-def _choice(value: str, choices: tuple[str, ...], flag: str) -> str:
-    if value not in choices:
-        raise typer.BadParameter(f"choose one of {', '.join(choices)}", param_hint=flag)
-    return value
 
 
 def train(
@@ -89,22 +79,25 @@ def train(
         ),
     ] = None,
     mode: Annotated[
-        str,
+        Literal["full", "freeze-vision", "lora", "qlora"],
         typer.Option(
-            help="full | freeze-vision (CLIP + projector frozen) | lora | qlora (4-bit nf4 base)."
+            help="full fine-tuning (the reference) | freeze-vision (CLIP + projector frozen)"
+            " | lora | qlora (LoRA over a 4-bit nf4 base)."
         ),
     ] = "full",
     freeze_vision: Annotated[
         bool, typer.Option(help="LoRA/QLoRA: no adapters on the vision tower and projector.")
     ] = False,
     num_crops: Annotated[int, typer.Option(help=NUM_CROPS_HELP)] = 4,
-    image_layout: Annotated[str, typer.Option(help=IMAGE_LAYOUT_HELP)] = "seed",
+    image_layout: Annotated[
+        Literal["seed", "per-line"], typer.Option(help=IMAGE_LAYOUT_HELP)
+    ] = "seed",
     max_length: Annotated[
         int | None,
         typer.Option(help="Longest sequence in tokens (images included). Default: no limit."),
     ] = None,
     truncation: Annotated[
-        str,
+        Literal["truncate", "drop"],
         typer.Option(
             help="Samples over --max-length: 'truncate' cuts the text when no image is cut "
             "(else drops), 'drop' always drops. Both are counted and reported."
@@ -147,20 +140,19 @@ def train(
             "targets when vision trains."
         ),
     ] = ",".join(LANGUAGE_LORA_TARGETS),
-    bf16: Annotated[
-        bool, typer.Option("--bf16", help="bfloat16 mixed precision (Ampere+ GPUs).")
-    ] = False,
-    fp16: Annotated[
-        bool, typer.Option("--fp16", help="float16 mixed precision (older GPUs).")
-    ] = False,
-    fp32: Annotated[
-        bool,
+    precision: Annotated[
+        Literal["auto", "bf16", "fp16", "fp32"],
         typer.Option(
-            "--fp32", help="Full float32. Default: bf16 if the GPU has it, else fp16; fp32 on CPU."
+            help="bf16 mixed precision (Ampere+ GPUs), fp16 (older GPUs), fp32. auto: bf16 if"
+            " the GPU has it, else fp16; fp32 on CPU."
         ),
-    ] = False,
+    ] = "auto",
+    bf16: Annotated[bool, typer.Option("--bf16", hidden=True)] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", hidden=True)] = False,
+    fp32: Annotated[bool, typer.Option("--fp32", hidden=True)] = False,
     attn: Annotated[
-        str, typer.Option(help="sdpa | flash_attention_2 (bf16 GPUs) | eager.")
+        Literal["sdpa", "flash_attention_2", "eager"],
+        typer.Option(help="Attention kernel; flash_attention_2 needs bf16 and a GPU."),
     ] = "sdpa",
     gradient_checkpointing: Annotated[
         bool,
@@ -192,7 +184,8 @@ def train(
         int, typer.Option(help="Generation length for the task metric.")
     ] = 64,
     report_to: Annotated[
-        str, typer.Option(help="tensorboard (runs/ in --output-dir) | none.")
+        Literal["tensorboard", "none"],
+        typer.Option(help="tensorboard writes runs/ in --output-dir."),
     ] = "tensorboard",
     seed: Annotated[int, typer.Option()] = 42,
     workers: Annotated[
@@ -213,9 +206,11 @@ def train(
     from phi3v_train.distributed import gradient_accumulation_steps, is_main_process, world_size
 
     console = Console(stderr=True)
-    if sum((bf16, fp16, fp32)) > 1:
-        raise typer.BadParameter("choose one of --bf16, --fp16, --fp32")
-    precision = "bf16" if bf16 else "fp16" if fp16 else "fp32" if fp32 else "auto"
+    # --bf16/--fp16/--fp32: hidden shorthands for --precision, kept for old command lines.
+    shorthands = [name for name, on in (("bf16", bf16), ("fp16", fp16), ("fp32", fp32)) if on]
+    if len(shorthands) > 1 or (shorthands and precision != "auto"):
+        raise typer.BadParameter("give the precision once: --precision auto|bf16|fp16|fp32")
+    precision = shorthands[0] if shorthands else precision
     if (
         eval_steps is not None
         and eval_split is None
@@ -232,12 +227,12 @@ def train(
         split=split,
         eval_split=eval_split,
         eval_files=tuple(eval_files or ()),
-        mode=_choice(mode, MODES, "--mode"),
+        mode=mode,
         freeze_vision=freeze_vision,
         num_crops=num_crops,
         image_layout=image_layout,
         max_length=max_length,
-        truncation=_choice(truncation, TRUNCATION, "--truncation"),
+        truncation=truncation,
         batch_size=batch_size,
         per_device_batch_size=per_device_batch_size,
         epochs=epochs,
@@ -253,7 +248,7 @@ def train(
         lora_dropout=lora_dropout,
         lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
         precision=precision,
-        attn=_choice(attn, ATTENTIONS, "--attn"),
+        attn=attn,
         gradient_checkpointing=gradient_checkpointing,
         deepspeed=deepspeed,
         save_steps=save_steps,
@@ -262,7 +257,7 @@ def train(
         eval_steps=eval_steps,
         eval_max_samples=eval_max_samples,
         max_new_tokens=max_new_tokens,
-        report_to=_choice(report_to, REPORT_TO, "--report-to"),
+        report_to=report_to,
         seed=seed,
         workers=workers,
         skip_validation=skip_validation,
