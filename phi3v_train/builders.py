@@ -163,6 +163,12 @@ def build_tiny_tokenizer():
         show_progress=False,
     )
     tokenizer.train_from_iterator(_TINY_CORPUS.splitlines(), trainer=trainer)
+    # The trainer registers the byte tokens as special added tokens, so decoding with
+    # skip_special_tokens would drop every byte-fallback piece ("Apply" + <0x45> + ...).
+    # They are ordinary vocabulary (as in the real tokenizer): keep their ids, unmark them.
+    data = json.loads(tokenizer.to_str())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] not in byte_tokens]
+    tokenizer = Tokenizer.from_str(json.dumps(data))
     tokenizer.add_special_tokens(
         [
             AddedToken(content, rstrip=rstrip, lstrip=False, normalized=False, special=special)

@@ -2,7 +2,8 @@
 
 Each frame carries its index as 16 black/white blocks in the top half (bit b is block
 b, two rows of eight), big enough to survive mpeg4 compression; the bottom half is a
-moving texture so the encoder works like on real footage. `frame_index_of(image)` reads
+moving texture so the encoder works like on real footage, tinted in its class's colour so
+that a model can learn the class from the frames (`make demo` trains on that). `frame_index_of(image)` reads
 the index back, so tests can assert exactly which frames a reader returned.
 
 Layouts (see docs/datasets.md):
@@ -34,6 +35,9 @@ DEFAULT_CLASSES = ("ApplyEyeMakeup", "Archery", "HandstandPushups")
 # Groups chosen so every official split has both train and test groups.
 DEFAULT_GROUPS = (1, 5, 8, 12, 16, 20, 23, 25)
 BITS = 16
+# The texture tint of the class at each position (red, green, blue, yellow, magenta, cyan).
+CLASS_TINTS = ((255, 64, 64), (64, 255, 64), (64, 64, 255), (255, 255, 64), (255, 64, 255))
+CLASS_TINTS += ((64, 255, 255),)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +55,15 @@ def file_class_name(class_name: str) -> str:
     return "HandStandPushups" if class_name == "HandstandPushups" else class_name
 
 
-def frame_pattern(index: int, width: int, height: int, texture: np.ndarray) -> np.ndarray:
-    """An RGB frame (height, width, 3) showing `index` as bit blocks above a moving texture."""
+def frame_pattern(
+    index: int,
+    width: int,
+    height: int,
+    texture: np.ndarray,
+    tint: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """An RGB frame (height, width, 3) showing `index` as bit blocks above a moving texture
+    in the colour `tint`."""
     import numpy as np
 
     frame = np.zeros((height, width, 3), np.uint8)
@@ -62,7 +73,8 @@ def frame_pattern(index: int, width: int, height: int, texture: np.ndarray) -> n
             row, col = divmod(bit, 8)
             frame[row * block_h : (row + 1) * block_h, col * block_w : (col + 1) * block_w] = 255
     shift = (index * 3) % width
-    frame[height // 2 :] = np.roll(texture, shift, axis=1)[:, :width, None]
+    moved = np.roll(texture, shift, axis=1)[:, :width, None].astype(np.uint16)
+    frame[height // 2 :] = (moved * np.array(tint, np.uint16) // 255).astype(np.uint8)
     return frame
 
 
@@ -99,6 +111,7 @@ def write_clip(
     b_frames: int = 0,
     bit_rate: int | None = None,
     seed: int = 0,
+    tint: tuple[int, int, int] = (255, 255, 255),
 ) -> None:
     """Encode an mpeg4 (XVID tag) AVI whose frame i shows the index i."""
     import av
@@ -121,7 +134,7 @@ def write_clip(
         container.start_encoding()
         for index in range(num_frames):
             image = av.VideoFrame.from_ndarray(
-                frame_pattern(index, width, height, texture), format="rgb24"
+                frame_pattern(index, width, height, texture, tint), format="rgb24"
             )
             for packet in stream.encode(image):
                 container.mux(packet)
@@ -190,8 +203,9 @@ def build_ucf101_tree(
     raise ValueError(f"unknown layout {layout!r}: original or subset")
 
 
-def _write(path: Path, spec: ClipSpec, seed: int) -> None:
-    write_clip(path, spec.frames, gop=spec.gop, b_frames=spec.b_frames, seed=seed)
+def _write(path: Path, spec: ClipSpec, seed: int, classes: Sequence[str]) -> None:
+    tint = CLASS_TINTS[classes.index(path.parent.name) % len(CLASS_TINTS)]
+    write_clip(path, spec.frames, gop=spec.gop, b_frames=spec.b_frames, seed=seed, tint=tint)
 
 
 def _build_original(
@@ -199,7 +213,7 @@ def _build_original(
 ) -> dict[str, ClipSpec]:
     videos = root / "UCF-101"
     for seed, (key, spec) in enumerate(clips.items()):
-        _write(videos / key, spec, seed)
+        _write(videos / key, spec, seed, classes)
     if bad_clips:
         first = classes[0]
         bad = _write_bad_clips(videos / first, f"v_{file_class_name(first)}")
@@ -230,7 +244,7 @@ def _build_subset(
     for seed, (key, spec) in enumerate(clips.items()):
         group = int(key.split("_g")[1][:2])
         split = "train" if group >= 8 else "val" if group >= 5 else "test"
-        _write(root / split / key, spec, seed)
+        _write(root / split / key, spec, seed, classes)
         placed[f"{split}/{key}"] = spec
     if bad_clips:
         first = classes[0]
@@ -250,8 +264,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--layout", choices=("original", "subset"), default="original")
     parser.add_argument("--no-bad-clips", action="store_true", help="only good clips")
+    parser.add_argument("--clips-per-group", type=int, default=1, help="clips per class and group")
     args = parser.parse_args(argv)
-    clips = build_ucf101_tree(args.root, layout=args.layout, bad_clips=not args.no_bad_clips)
+    clips = build_ucf101_tree(
+        args.root,
+        layout=args.layout,
+        clips_per_group=args.clips_per_group,
+        bad_clips=not args.no_bad_clips,
+    )
     print(f"built {len(clips)} clips ({args.layout} layout) in {args.root}")
 
 
