@@ -14,7 +14,23 @@ from typing import Any
 
 import orjson
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schemas" / "conversation.schema.json"
+_HERE = Path(__file__).resolve().parent
+
+
+def _schema_path() -> Path:
+    """The copy a built package carries (setup.py puts it there), else the source file.
+
+    `schemas/conversation.schema.json` at the repository root is the one source: a wheel
+    or `pip install .` ships a byte-equal copy inside `phi3v_data`; an editable install
+    or a plain checkout has no copy and reads the source.
+    """
+    packaged = _HERE / "conversation.schema.json"
+    if packaged.is_file():
+        return packaged
+    return _HERE.parent / "schemas" / "conversation.schema.json"
+
+
+SCHEMA_PATH = _schema_path()
 
 
 @functools.cache
