@@ -9,6 +9,11 @@ Stages, all streaming (memory does not grow with the file):
 
 Every problem has a code from `CODES`, with its severity and a hint. Errors make a
 dataset fail; warnings are reported but fail only under `--strict`.
+
+Common mistakes get one clear problem instead of a flood, found only on the slow path
+(after a line or record has already failed): a whole file that is one JSON array
+(`json_array`, one problem for the file) and records in another dataset's format such as
+LLaVA or ShareGPT (`foreign_format`, one problem per record, naming the converter).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import functools
 import math
 import os
 import re
+import shlex
 from array import array
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
@@ -67,12 +73,26 @@ CODES: dict[str, CodeInfo] = {
         "a line is over the line-size limit",
         "A record is a few kB: a line this large is a broken file (missing newlines?).",
     ),
+    "json_array": CodeInfo(
+        "error",
+        "a file is one JSON array, not JSONL (one JSON object per line)",
+        "Rewrite it one record per line: `jq -c '.[]' IN.json > OUT.jsonl`, or without jq"
+        " `python -c \"import json,sys; sys.stdout.writelines(json.dumps(r) + '\\n' for r in"
+        " json.load(open(sys.argv[1], encoding='utf-8-sig')))\" IN.json > OUT.jsonl`.",
+    ),
     # Records
     "schema": CodeInfo(
         "error",
         "a record does not match schemas/conversation.schema.json",
         "Fix the field named; required: id, source, conversations[{images, user, assistant}];"
         " extra data goes in 'meta'.",
+    ),
+    "foreign_format": CodeInfo(
+        "error",
+        "a record is in another dataset format (LLaVA, ShareGPT / OpenAI messages)",
+        "Convert the file with the converter the message names (`phi3v convert --help` lists"
+        " them). Ours is one JSON object per line: id, source, conversations: [{images, user,"
+        " assistant}], optional meta; see README.md, 'The record format'.",
     ),
     "duplicate_id": CodeInfo(
         "error",
@@ -194,6 +214,9 @@ _FOREIGN_TAG_RE = re.compile(r"<image(?:_?\d+)?>", re.IGNORECASE)
 # 4.5 bytes/token on English prose, 3.3-4.4 on short VQA questions, 3.1 on technical
 # text; 3.6 errs towards counting too many tokens, the safe side of a budget.
 ESTIMATE_BYTES_PER_TOKEN = 3.6
+# A file that starts like a JSON array is parsed whole up to this size (to count its
+# records and confirm the shape); a larger one is judged by its first two lines.
+_ARRAY_PARSE_BYTES = 64 * 1024 * 1024
 _BATCH_RECORDS = 1024  # records per image-check batch
 _CHUNK_IMAGES = 256  # images per process-pool task
 _CACHE_IMAGES = 100_000  # image results remembered, so shared images are checked once
@@ -566,6 +589,7 @@ class _Run:
         records = 0
         lines_with_content = 0
         done_bytes = 0
+        first_problem = len(self.problems)
         task = progress.add_task(item.path.name, total=_size(item.path)) if progress else None
         try:
             for line in iter_jsonl(item.path, options.max_line_bytes):
@@ -578,6 +602,8 @@ class _Run:
                     continue
                 lines_with_content += 1
                 if line.error is not None:
+                    if lines_with_content == 1 and self._json_array(item, first_problem):
+                        break
                     add(line.error[0], file, line.lineno, None, None, line.error[1])
                     continue
                 records += 1
@@ -585,6 +611,12 @@ class _Run:
                 try:
                     validate_schema(value)
                 except schema_exception:
+                    if (
+                        lines_with_content == 1
+                        and isinstance(value, list)
+                        and self._json_array(item, first_problem)
+                    ):
+                        break
                     self._schema_problems(file_index, file, line.lineno, value)
                     continue
                 self._check_record(file_index, file, line.lineno, value, allow_empty, real_root)
@@ -605,12 +637,40 @@ class _Run:
         if lines_with_content == 0:
             add("file_empty", file, None, None, None, "the file holds no records")
 
+    def _json_array(self, item: InputFile, first_problem: int) -> bool:
+        """Report a file that is one JSON array as one problem; False if it is not one.
+
+        Called only when the first line with content failed (not JSON on its own, too
+        long, or an array), so valid files never pay for it. Problems already reported for
+        the file (blank lines before the '[') are dropped: the file is not JSONL at all.
+        """
+        message = json_array_message(item.path, self.options.max_line_bytes)
+        if message is None:
+            return False
+        del self.problems[first_problem:]
+        self.add("json_array", str(item.path), None, None, None, message)
+        return True
+
     def _schema_problems(self, file_index: int, file: str, lineno: int, value: Any) -> None:
         record_id = value.get("id") if isinstance(value, dict) else None
         if not isinstance(record_id, str) or not record_id:
             record_id = None
         else:
             self._remember_id(file_index, lineno, record_id)
+        foreign = foreign_format(value)
+        if foreign is not None:
+            # One clear problem instead of a schema error for every key of every turn.
+            converter, looks_like = foreign
+            self.add(
+                "foreign_format",
+                file,
+                lineno,
+                record_id,
+                None,
+                f"record looks like {looks_like}, not a phi3v record; convert the file:"
+                f" phi3v convert {converter} {shlex.quote(file)} -o OUT",
+            )
+            return
         for field_path, message in schema_errors(value):
             self.add("schema", file, lineno, record_id, field_path, message)
 
@@ -955,6 +1015,130 @@ def _check_isolated(key: tuple[str, str], options: ValidateOptions) -> ImageChec
             ]
         except BrokenProcessPool:
             return ImageCheck("image_corrupt", f"image {key[1]!r} crashed the image decoder")
+
+
+def foreign_format(value: Any) -> tuple[str, str] | None:
+    """(converter name, description) when `value` is a record of another known format.
+
+    LLaVA: `conversations` of `{"from", "value"}` turns (with `image`/`images` or none).
+    ShareGPT / OpenAI messages: `messages` (or `conversations`) of `{"role", "content"}`
+    turns, optional `images`. Meant for records that already failed the schema.
+    """
+    if not isinstance(value, dict):
+        return None
+    for key in ("conversations", "messages"):
+        turns = value.get(key)
+        if not isinstance(turns, list) or not turns:
+            continue
+        if not all(isinstance(turn, dict) for turn in turns):
+            continue
+        if key == "conversations" and all("from" in t and "value" in t for t in turns):
+            images = [k for k in ("image", "images") if k in value]
+            with_images = f" and {images[0]!r}" if images else ""
+            return "llava", f"LLaVA ('conversations' of from/value turns{with_images})"
+        if all("role" in t and "content" in t for t in turns):
+            return "sharegpt", f"ShareGPT / OpenAI messages ({key!r} of role/content turns)"
+    return None
+
+
+def json_array_message(path: Path, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> str | None:
+    """What to tell about `path` if it holds one JSON array instead of JSONL, else None.
+
+    An array file: its first line with content starts with '[' and either is a whole
+    array with nothing after it (a one-line array), or is not JSON on its own and the
+    whole file parses as an array (files up to `_ARRAY_PARSE_BYTES`; larger ones are not
+    loaded), or it opens a pretty-printed array of objects: '[' or '[{' on the first line
+    and '{' (or ',') starting the second. A JSONL file whose lines are arrays is not one.
+    """
+    try:
+        with path.open("rb") as stream:
+            lines = _content_lines(stream, max_line_bytes)
+            first, first_complete = next(lines, (b"", True))
+            if not first.startswith(b"["):
+                return None
+            second = next(lines, (None, True))[0]
+    except OSError:
+        return None
+    value: Any = _NOT_JSON
+    if first_complete:
+        value = _loads(first)
+    if value is not _NOT_JSON:  # a whole JSON value on the first line
+        if not isinstance(value, list) or second is not None:
+            return None
+        return _array_message(path, value, None)
+    error = None
+    size = _size(path)
+    if size is not None and size <= _ARRAY_PARSE_BYTES:
+        try:
+            data = path.read_bytes()
+            whole = orjson.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)
+        except orjson.JSONDecodeError as exc:
+            error = exc
+        except OSError:
+            return None
+        else:
+            return _array_message(path, whole, None) if isinstance(whole, list) else None
+    opens_objects = first[1:].lstrip()[:1] in (b"", b"{")
+    if opens_objects and second is not None and second[:1] in (b"{", b","):
+        return _array_message(path, None, error)
+    return None
+
+
+_NOT_JSON = object()
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return _NOT_JSON
+
+
+def _content_lines(stream: Any, max_line_bytes: int) -> Iterator[tuple[bytes, bool]]:
+    """(stripped bytes, complete) of each non-blank line; an overlong line is cut short."""
+    first = True
+    while True:
+        line = stream.readline(max_line_bytes + 1)
+        if not line:
+            return
+        if first and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
+        first = False
+        complete = len(line) <= max_line_bytes or line.endswith(b"\n")
+        if not complete:
+            while True:  # skip the rest of the overlong line
+                rest = stream.readline(1024 * 1024)
+                if not rest or rest.endswith(b"\n"):
+                    break
+        stripped = line.strip()
+        if stripped:
+            yield stripped, complete
+
+
+def _array_message(path: Path, value: list[Any] | None, error: Exception | None) -> str:
+    if value is not None:
+        noun = "record" if len(value) == 1 else "records"
+        what = f"the file is one JSON array of {len(value):,} {noun}"
+    elif isinstance(error, orjson.JSONDecodeError):
+        what = (
+            "the file starts like a JSON array (and is not valid JSON either: "
+            f"{error.msg} at line {error.lineno}, column {error.colno})"
+        )
+    else:
+        what = "the file starts like a JSON array"
+    out = path.with_name(path.stem + ("-lines.jsonl" if path.suffix == ".jsonl" else ".jsonl"))
+    message = (
+        f"{what}, not JSONL: JSONL needs one JSON object per line. Rewrite it:"
+        f" jq -c '.[]' {shlex.quote(str(path))} > {shlex.quote(str(out))}"
+    )
+    foreign = foreign_format(value[0]) if value else None
+    if foreign is not None:
+        converter, looks_like = foreign
+        message += (
+            f". Its records look like {looks_like}: then convert the result with"
+            f" phi3v convert {converter} {shlex.quote(str(out))} -o OUT"
+        )
+    return message
 
 
 def _size(path: Path) -> int | None:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from phi3v_data.jsonl import atomic_write_bytes
@@ -39,7 +40,8 @@ def _codes_table() -> Table:
     table.add_column("what to do")
     for code, info in CODES.items():
         style = "red" if info.severity == "error" else "yellow"
-        table.add_row(code, f"[{style}]{info.severity}[/]", info.summary, info.hint)
+        # Hints hold commands with brackets (jq '.[]', sys.argv[1]): never markup.
+        table.add_row(code, f"[{style}]{info.severity}[/]", escape(info.summary), escape(info.hint))
     return table
 
 
@@ -220,7 +222,7 @@ def print_report(report: ValidationReport, console: Console, examples: int, stri
         for code, count in report.counts_by_code().items():
             info = CODES[code]
             style = "red" if info.severity == "error" else "yellow"
-            counts.add_row(code, f"[{style}]{info.severity}[/]", f"{count:,}", info.hint)
+            counts.add_row(code, f"[{style}]{info.severity}[/]", f"{count:,}", escape(info.hint))
         console.print(counts)
         if examples:
             for code, problems in iter_problem_examples(report, examples):

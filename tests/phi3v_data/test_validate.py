@@ -141,6 +141,8 @@ def test_codes_not_planted_in_the_sample(tmp_path: Path) -> None:
     assert set(CODES) == {c for c, n in DEFECT_COUNTS.items() if n} | {
         "line_too_long",
         "manifest_invalid",
+        "json_array",  # test_json_array_*
+        "foreign_format",  # test_foreign_formats_*
     }
 
 
@@ -308,3 +310,153 @@ def test_json_report_lists_every_problem(datasets: tuple[Path, Path]) -> None:
     assert data["counts_by_code"] == report.counts_by_code()
     assert data["stats"]["records"] == report.stats.records and data["ok"] is False
     assert data["stats"]["tokens"]["samples"] == len(report.stats.token_lengths)
+
+
+NO_IMAGES = ValidateOptions(check_images=False)
+LLAVA = {
+    "id": "llava-1",
+    "image": "coco/000000033471.jpg",
+    "conversations": [
+        {"from": "human", "value": "<image>\nWhat are the colors of the bus?"},
+        {"from": "gpt", "value": "White and red."},
+        {"from": "human", "value": "What feature can be seen on the back of the bus?"},
+        {"from": "gpt", "value": "An advertisement."},
+    ],
+}
+SHAREGPT = {
+    "messages": [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "<image>What is in the picture?"},
+        {"role": "assistant", "content": "A cat."},
+    ],
+    "images": ["pics/cat.jpg"],
+}
+OPENAI_PARTS = {
+    "messages": [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "a.jpg"}},
+                {"type": "text", "text": "Q?"},
+            ],
+        },
+        {"role": "assistant", "content": "A."},
+    ]
+}
+
+
+def _only_problem(path: Path, options: ValidateOptions = NO_IMAGES):
+    report = validate_paths([path], options)
+    assert len(report.problems) == 1, [(p.code, p.line, p.message) for p in report.problems]
+    return report, report.problems[0]
+
+
+def test_json_array_pretty_printed_is_one_problem(tmp_path: Path) -> None:
+    path = tmp_path / "data.json"
+    # A leading blank line too: its warning would only add noise to a file that is not JSONL.
+    path.write_bytes(b"\n" + orjson.dumps([_record("a"), _record("b")], option=orjson.OPT_INDENT_2))
+    assert len(path.read_bytes().splitlines()) > 14
+    report, problem = _only_problem(path)
+    assert (problem.code, problem.severity, problem.file, problem.line) == (
+        "json_array",
+        "error",
+        str(path),
+        None,
+    )
+    assert problem.message == (
+        "the file is one JSON array of 2 records, not JSONL: JSONL needs one JSON object per"
+        f" line. Rewrite it: jq -c '.[]' {path} > {tmp_path / 'data.jsonl'}"
+    )
+    assert problem.hint == CODES["json_array"].hint and "python -c" in problem.hint
+    assert not report.ok and report.stats.records == 0
+
+
+def test_json_array_on_one_line_is_one_problem(tmp_path: Path) -> None:
+    path = _write_lines(tmp_path / "data.jsonl", [[_record("a"), _record("b"), _record("c")]])
+    report, problem = _only_problem(path)
+    assert problem.code == "json_array" and problem.line is None
+    assert problem.message.startswith("the file is one JSON array of 3 records, not JSONL")
+    # The output name never overwrites the input, which jq would truncate first.
+    assert problem.message.endswith(f"> {tmp_path / 'data-lines.jsonl'}")
+    assert report.stats.records == 1  # the one line holds a JSON value
+
+
+def test_json_array_broken_or_too_large_to_parse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trailing_comma = tmp_path / "broken.json"
+    trailing_comma.write_bytes(b'[\n  {"id": "a"},\n  {"id": "b"},\n]\n')
+    _, problem = _only_problem(trailing_comma)
+    assert problem.code == "json_array"
+    assert "starts like a JSON array (and is not valid JSON either: trailing comma" in (
+        problem.message
+    )
+    assert "at line 3, column 14)" in problem.message
+    # Over the parse limit the first two lines decide: the file is never loaded.
+    monkeypatch.setattr(validate_module, "_ARRAY_PARSE_BYTES", 10)
+    per_line = tmp_path / "per_line.json"
+    per_line.write_bytes(b"[" + b",\n".join(orjson.dumps(_record(i)) for i in "abc") + b"]\n")
+    _, problem = _only_problem(per_line)
+    assert problem.code == "json_array"
+    assert problem.message.startswith("the file starts like a JSON array, not JSONL")
+
+
+def test_jsonl_that_only_starts_with_a_bracket_is_read_line_by_line(tmp_path: Path) -> None:
+    arrays = _write_lines(tmp_path / "arrays.jsonl", [[1], [_record("a")], _record("b")])
+    report = validate_paths([arrays], NO_IMAGES)
+    assert {(p.code, p.line) for p in report.problems} == {("schema", 1), ("schema", 2)}
+    broken_first = _write_lines(tmp_path / "broken.jsonl", [b"[oops\n", _record("a")])
+    report = validate_paths([broken_first], NO_IMAGES)
+    assert [(p.code, p.line) for p in report.problems] == [("bad_json", 1)]
+    assert report.stats.valid_records == 1
+
+
+def test_json_array_of_llava_records_names_the_converter(tmp_path: Path) -> None:
+    path = tmp_path / "llava_instruct.json"
+    path.write_bytes(orjson.dumps([LLAVA, LLAVA], option=orjson.OPT_INDENT_2))
+    _, problem = _only_problem(path)
+    assert problem.code == "json_array"
+    assert problem.message.endswith(
+        "Its records look like LLaVA ('conversations' of from/value turns and 'image'): then"
+        f" convert the result with phi3v convert llava {tmp_path / 'llava_instruct.jsonl'} -o OUT"
+    )
+
+
+@pytest.mark.parametrize(
+    ("record", "converter", "looks_like"),
+    [
+        (LLAVA, "llava", "LLaVA ('conversations' of from/value turns and 'image')"),
+        (SHAREGPT, "sharegpt", "ShareGPT / OpenAI messages ('messages' of role/content turns)"),
+        (OPENAI_PARTS, "sharegpt", "ShareGPT / OpenAI messages"),
+    ],
+)
+def test_foreign_formats_are_one_problem_per_record(
+    tmp_path: Path, record: dict, converter: str, looks_like: str
+) -> None:
+    path = _write_lines(tmp_path / "foreign.jsonl", [record])
+    report, problem = _only_problem(path)
+    assert (problem.code, problem.severity, problem.line, problem.field) == (
+        "foreign_format",
+        "error",
+        1,
+        None,
+    )
+    assert problem.record_id == record.get("id")
+    assert f"record looks like {looks_like}" in problem.message
+    assert problem.message.endswith(f"convert the file: phi3v convert {converter} {path} -o OUT")
+    assert "'The record format'" in problem.hint
+    assert report.stats.records == 1 and report.stats.valid_records == 0
+
+
+def test_foreign_formats_leave_other_records_alone(tmp_path: Path) -> None:
+    not_llava = {"id": "n", "source": "s", "conversations": [{"from": "human"}]}
+    path = _write_lines(
+        tmp_path / "mixed.jsonl", [_record("a"), LLAVA, SHAREGPT, not_llava, _record("b")]
+    )
+    report = validate_paths([path], NO_IMAGES)
+    assert [(p.code, p.line) for p in report.problems if p.code != "schema"] == [
+        ("foreign_format", 2),
+        ("foreign_format", 3),
+    ]
+    assert {p.line for p in report.problems if p.code == "schema"} == {4}
+    assert report.stats.valid_records == 2

@@ -77,6 +77,61 @@ def test_strict_fails_on_warnings(tmp_path: Path) -> None:
     assert code == 1 and "blank_line" in output
 
 
+def _record(record_id: str) -> dict:
+    turn = {"images": [], "user": "Q?", "assistant": "A."}
+    return {"id": record_id, "source": "s", "conversations": [turn]}
+
+
+@pytest.mark.parametrize("indent", [True, False], ids=["pretty", "one-line"])
+def test_json_array_file_is_one_problem(tmp_path: Path, indent: bool) -> None:
+    path = tmp_path / "data.json"
+    option = orjson.OPT_INDENT_2 if indent else 0
+    path.write_bytes(orjson.dumps([_record("a"), _record("b")], option=option) + b"\n")
+    code, output = _invoke(str(path), "--no-images")
+    text = " ".join(output.split())  # rich wraps long lines
+    assert code == 1
+    assert f"{path}: the file is one JSON array of 2 records, not JSONL: JSONL needs one" in text
+    assert f"jq -c '.[]' {path} > {tmp_path / 'data.jsonl'}" in text
+    assert "json_array" in text and "bad_json" not in text
+    assert ", 1 errors, 0 warnings." in text
+    code, output = _invoke(str(path), "--no-images", "--format", "json")
+    report = orjson.loads(output)
+    assert code == 1 and report["counts_by_code"] == {"json_array": 1}
+    [problem] = report["problems"]
+    assert (problem["file"], problem["line"], problem["hint"]) == (
+        str(path),
+        None,
+        CODES["json_array"].hint,
+    )
+
+
+def test_llava_and_sharegpt_records_name_their_converter(tmp_path: Path) -> None:
+    llava = {
+        "id": "1",
+        "image": "a.jpg",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is it?"},
+            {"from": "gpt", "value": "A cat."},
+        ],
+    }
+    sharegpt = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    }
+    path = tmp_path / "foreign.jsonl"
+    path.write_bytes(orjson.dumps(llava) + b"\n" + orjson.dumps(sharegpt) + b"\n")
+    code, output = _invoke(str(path), "--no-images")
+    text = " ".join(output.split())
+    assert code == 1 and "FAILED: 2 records in 1 file, 2 errors, 0 warnings." in text
+    assert f"phi3v convert llava {path} -o OUT" in text
+    assert f"phi3v convert sharegpt {path} -o OUT" in text
+    assert "'The record format'" in text and "schema" not in text.split("Dataset")[0]
+    report = orjson.loads(_invoke(str(path), "--no-images", "--format", "json")[1])
+    assert [(p["code"], p["line"], p["record_id"]) for p in report["problems"]] == [
+        ("foreign_format", 1, "1"),
+        ("foreign_format", 2, None),
+    ]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -100,6 +155,8 @@ def test_list_codes_prints_the_table() -> None:
     assert code == 0
     for name, info in CODES.items():
         assert name in output and info.severity in output
+    # Hints with brackets are printed as written, not read as markup.
+    assert "jq -c '.[]' IN.json > OUT.jsonl" in " ".join(output.split())
 
 
 def test_validate_is_in_the_top_level_help() -> None:
