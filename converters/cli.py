@@ -29,8 +29,12 @@ from converters.framework import (
     ConversionError,
     ConversionSummary,
     Converter,
+    NothingConverted,
     ProgressSink,
     RunSettings,
+    Skip,
+    record_validation,
+    recorded_validation,
     run_conversion,
 )
 from converters.registry import load_sources
@@ -65,15 +69,22 @@ OverwriteOption = Annotated[
     bool,
     typer.Option(
         "--overwrite",
-        help="Delete a previous (finished or interrupted) conversion in --out-dir and start "
-        "over. Without it, rerunning the same command resumes where it stopped.",
+        help="Replace the conversion in --out-dir (finished or interrupted, of any source): "
+        "first delete what a conversion wrote there (manifest.json, the *.jsonl files it "
+        "made, images/, its work folder) and nothing else: other files are left alone, and "
+        "*.jsonl files or an images/ folder that no conversion wrote stop the run, deleting "
+        "nothing (move them away or choose another --out-dir). Without --overwrite, rerunning "
+        "the same command resumes an interrupted run, and does nothing when the finished "
+        "output is unchanged (JSONL sha256 as in manifest.json; validated again only if its "
+        "last validation failed or never ran).",
     ),
 ]
 ValidateOption = Annotated[
     bool,
     typer.Option(
         "--validate/--no-validate",
-        help="Run `phi3v validate` on the output at the end.",
+        help="Run `phi3v validate` on the output at the end (exit 1 on errors; warnings are "
+        "shown, as `phi3v validate` shows them).",
     ),
 ]
 
@@ -141,8 +152,13 @@ def run_from_cli(
             summary = run_conversion(
                 converter, src, settings, RichProgress(progress, converter.rate_counter)
             )
+    except NothingConverted as exc:
+        print_summary(exc.summary, examples=False)
+        print_skip_examples(exc.summary.skips, more_in_manifest=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
     except ConversionError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     except KeyboardInterrupt:
         console.print(
@@ -150,20 +166,49 @@ def run_from_cli(
             "resume, or add --overwrite to start over."
         )
         raise typer.Exit(130) from None
-    print_summary(summary)
+    if summary.already_complete:
+        print_summary(summary, examples=False)
+        record = recorded_validation(out_dir)
+        if not settings.validate or (record is not None and record["passed"]):
+            verdict = ""
+            if settings.validate and record is not None:
+                warnings = record.get("warnings", 0)
+                plural = "s" if warnings != 1 else ""
+                verdict = " Validated when converted: OK" + (
+                    f" with {warnings:,} warning{plural}." if warnings else "."
+                )
+            console.print(
+                f"[green]{escape(str(out_dir))} is already converted with the same options; "
+                f"nothing to do (--overwrite to redo).[/green]{verdict}"
+            )
+            return
+        why = "was never validated" if record is None else "failed its last validation"
+        console.print(
+            f"{escape(str(out_dir))} is already converted with the same options, but it {why}: "
+            "validating it (--no-validate to skip)."
+        )
+    else:
+        print_summary(summary)
     if settings.validate and not validate_output(out_dir, settings.workers):
         raise typer.Exit(1)
 
 
-def print_summary(summary: ConversionSummary) -> None:
-    if summary.already_complete:
+def print_summary(summary: ConversionSummary, examples: bool = True) -> None:
+    """The per-split table, what --overwrite replaced, empty splits and skip examples."""
+    if summary.removed:
         console.print(
-            f"[green]{summary.out_dir} already holds this conversion[/green] (manifest.json); "
-            "use --overwrite to redo it."
+            escape(
+                f"--overwrite: removed the previous conversion from {summary.out_dir}: "
+                f"{', '.join(summary.removed)}"
+            )
         )
-    elif summary.resumed_shards:
+        if summary.kept:
+            console.print(
+                escape(f"  left alone (not written by a conversion): {_few(summary.kept)}")
+            )
+    if summary.resumed_shards:
         console.print(f"resumed: {summary.resumed_shards} finished shards were kept")
-    table = Table(title=f"phi3v convert -> {summary.out_dir}")
+    table = Table(title=escape(f"phi3v convert -> {summary.out_dir}"))
     table.add_column("split")
     table.add_column("file")
     table.add_column("records", justify="right")
@@ -172,27 +217,81 @@ def print_summary(summary: ConversionSummary) -> None:
     for name, split in summary.splits.items():
         reasons = ", ".join(f"{reason}: {count}" for reason, count in split.skipped.items())
         table.add_row(
-            name, split.file, f"{split.records:,}", f"{sum(split.skipped.values()):,}", reasons
+            escape(name),
+            escape(split.file),
+            f"{split.records:,}",
+            f"{sum(split.skipped.values()):,}",
+            escape(reasons),
         )
     console.print(table)
-    for skip in summary.skips[:10]:
-        console.print(escape(f"  skipped [{skip.split}] {skip.item}: {skip.reason}: {skip.detail}"))
-    if len(summary.skips) > 10:
-        console.print(f"  ... {len(summary.skips) - 10} more skips in manifest.json")
+    if not examples:
+        return
+    print_skip_examples(summary.skips, more_in_manifest=True)
+    if summary.records:
+        for name, split in summary.splits.items():
+            if split.records:
+                continue
+            skipped = sum(split.skipped.values())
+            why = (
+                f"all {skipped:,} of its inputs were skipped ({_reasons(split.skipped)})"
+                if skipped
+                else "the input lists nothing for it"
+            )
+            console.print(
+                escape(f"warning: split {name} has no records ({split.file} is empty): {why}"),
+                style="yellow",
+            )
+
+
+def print_skip_examples(skips: list[Skip], more_in_manifest: bool, per_reason: int = 3) -> None:
+    """The first few skips of each reason, most frequent reason first."""
+    by_reason: dict[str, list[Skip]] = {}
+    for skip in skips:
+        by_reason.setdefault(skip.reason, []).append(skip)
+    shown = 0
+    for reason, group in sorted(by_reason.items(), key=lambda item: (-len(item[1]), item[0])):
+        console.print(escape(f"skipped: {reason} x{len(group):,}"))
+        for skip in group[:per_reason]:
+            console.print(escape(f"  [{skip.split}] {skip.item}: {skip.detail}"))
+            shown += 1
+    if len(skips) > shown:
+        where = " (every one is in manifest.json)" if more_in_manifest else ""
+        console.print(f"  ... {len(skips) - shown:,} more skips{where}")
+
+
+def _reasons(counts: dict[str, int]) -> str:
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return ", ".join(f"{reason}: {count:,}" for reason, count in ordered)
+
+
+def _few(names: list[str], limit: int = 5) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
 
 
 def validate_output(out_dir: Path, workers: int) -> bool:
-    """Validate the converted folder; print the validator's summary. True when clean."""
-    from phi3v_data.validate import ValidateOptions, validate_paths
+    """Validate the converted folder and print the report as `phi3v validate` does.
 
+    True when it passed (no errors; warnings are shown). The verdict is recorded beside
+    the manifest, so that a rerun of the same command on the unchanged output need not
+    validate it again. (Tests count the calls by patching `converters.cli.validate_output`.)
+    """
+    from phi3v_data.validate import ValidateOptions, validate_paths
+    from phi3v_data.validate_cmd import print_report
+
+    console.print(escape(f"phi3v validate {out_dir}"), style="bold")
     report = validate_paths([out_dir], ValidateOptions(workers=workers))
-    if report.ok:
-        console.print(f"[green]phi3v validate: {out_dir} is clean[/green]")
-        return True
-    counts = ", ".join(f"{code}: {count}" for code, count in report.counts_by_code().items())
-    console.print(f"[red]phi3v validate found problems in {out_dir}:[/red] {counts}")
-    console.print(f"run `phi3v validate {out_dir}` for the details")
-    return False
+    print_report(report, console, 3, False)
+    passed = report.passed(False)
+    record_validation(out_dir, passed, report.errors, report.warnings)
+    if not passed:
+        console.print(
+            escape(
+                f"The conversion is complete, but the output has errors: `phi3v validate "
+                f"{out_dir} --format json --output report.json` lists every problem."
+            )
+        )
+    return passed
 
 
 def register(app: typer.Typer) -> None:

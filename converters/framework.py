@@ -14,7 +14,16 @@ source:
   byte-identical for any number of workers and after any interruption.
 - When every shard is done: `OUT/<source>_<split>.jsonl` per split, then
   `OUT/manifest.json` last (its presence means the conversion finished), then the work
-  folder is removed.
+  folder is removed. A run whose every input was skipped writes nothing and raises
+  `NothingConverted`.
+- A rerun of a finished conversion (same source, input and options) whose JSONL files
+  still have the manifest's sha256 does nothing (`ConversionSummary.already_complete`);
+  a changed or missing JSONL file stops it with a `ConversionError`.
+- `--overwrite` deletes only what a conversion writes (see `_inventory`): the previous
+  conversion's JSONL files, `images/`, `manifest.json`, the work folder and the
+  validation record, whatever its source. Other files are left alone, and `*.jsonl`
+  files or an `images/` folder that no conversion wrote stop the run (every reader takes
+  all `*.jsonl` of the folder, and `images/` is the image root), deleting nothing.
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ SHARD_SIZE = 16
 WORK_DIR = ".phi3v-work"
 MANIFEST = "manifest.json"
 IMAGES_DIR = "images"
+# The verdict of the convert-time `phi3v validate`, tied to the manifest's checksums, so a
+# rerun of a finished, validated conversion need not check every image again.
+VALIDATION_RECORD = ".phi3v-validated.json"
 
 
 class ConversionError(Exception):
@@ -51,6 +63,17 @@ class ConversionError(Exception):
 
     The message says what is wrong, where, and what to do; nothing is half-written.
     """
+
+
+class NothingConverted(ConversionError):
+    """Every input was skipped: no JSONL file or manifest was written.
+
+    `summary` holds the splits (all with 0 records) and every skip with its reason.
+    """
+
+    def __init__(self, message: str, summary: ConversionSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +212,9 @@ class ConversionSummary:
     counters: dict[str, int]
     resumed_shards: int = 0
     already_complete: bool = False
+    # What --overwrite deleted (names relative to out_dir) and the other files it left alone.
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
 
     @property
     def records(self) -> int:
@@ -290,57 +316,275 @@ def _remove_temporary_files(root: Path) -> int:
     return removed
 
 
-def _prepare_output(converter: Converter, src: Path, settings: RunSettings) -> bool:
-    """Check the output folder against this run; return True when it is already complete."""
-    out = settings.out_dir
-    identity = _run_identity(converter, src)
-    manifest_path, work = out / MANIFEST, out / WORK_DIR
-    if settings.overwrite:
-        _remove_previous_output(converter, out)
-    elif manifest_path.exists():
-        previous = orjson.loads(manifest_path.read_bytes())
-        if {key: previous.get(key) for key in identity} != identity:
-            raise ConversionError(
-                f"{out} already holds a finished conversion made with other inputs or options "
-                f"({manifest_path}). Use --overwrite to replace it, or choose another --out-dir."
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _own_manifest(out: Path) -> dict[str, Any] | None:
+    """`OUT/manifest.json` when a conversion wrote it; None when there is none.
+
+    Raises `ConversionError` for a manifest.json that is not one of ours: it is never
+    deleted or replaced.
+    """
+    path = out / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        problem = f"cannot read it: {exc}"
+    else:
+        splits = data.get("splits") if isinstance(data, dict) else None
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("source"), str)
+            and isinstance(splits, dict)
+            and all(
+                isinstance(s, dict)
+                and isinstance(s.get("file"), str)
+                and isinstance(s.get("sha256"), str)
+                and "/" not in s["file"]
+                for s in splits.values()
             )
-        shutil.rmtree(work, ignore_errors=True)
-        return True
-    elif (work / "run.json").exists():
-        previous = orjson.loads((work / "run.json").read_bytes())
-        if previous != identity:
+        ):
+            return data
+        problem = "it lacks the source and per-split files and checksums `phi3v convert` writes"
+    raise ConversionError(
+        f"{path} is not a manifest written by `phi3v convert` ({problem}); it is left alone. "
+        "Move it away or choose another --out-dir."
+    )
+
+
+def _run_file(out: Path) -> dict[str, Any]:
+    """The identity stored by an unfinished run ({} when unreadable or absent)."""
+    try:
+        data = orjson.loads((out / WORK_DIR / "run.json").read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+@dataclass(slots=True)
+class _Inventory:
+    """The entries of an output folder, sorted by who owns them."""
+
+    ours: list[Path]  # written by a conversion: --overwrite deletes these
+    foreign: list[str]  # not ours, but readers would take them as part of the output
+    other: list[str]  # not ours, harmless: always left alone
+
+
+def _inventory(
+    out: Path, writes: set[str], manifest: dict[str, Any] | None, run: dict[str, Any]
+) -> _Inventory:
+    """What in `out` a conversion wrote, and what it did not.
+
+    Ours: the manifest, the work folder, the validation record, the JSONL files the
+    manifest lists, `<source>_*.jsonl` of the source named by the manifest or the work
+    folder, the files this run writes (`writes`), and -- when a manifest or work folder
+    proves that a conversion used the folder -- `images/` and leftover temporary files.
+    """
+    inventory = _Inventory([], [], [])
+    if not out.is_dir():
+        return inventory
+    marked = manifest is not None or (out / WORK_DIR).is_dir()
+    listed = set(writes)
+    prefixes: set[str] = set()
+    if manifest is not None:
+        listed.update(split["file"] for split in manifest["splits"].values())
+        prefixes.add(f"{manifest['source']}_")
+    if isinstance(run.get("source"), str):
+        prefixes.add(f"{run['source']}_")
+    for entry in sorted(out.iterdir(), key=lambda path: path.name):
+        name = entry.name
+        if name in (MANIFEST, WORK_DIR, VALIDATION_RECORD):
+            inventory.ours.append(entry)
+        elif name == IMAGES_DIR and entry.is_dir() and not entry.is_symlink():
+            if marked or not any(entry.iterdir()):
+                inventory.ours.append(entry)
+            else:
+                inventory.foreign.append(f"{name}/")
+        elif name.endswith(".jsonl") and not is_temporary_name(name):
+            owned = name in listed or any(name.startswith(prefix) for prefix in prefixes)
+            if owned and entry.is_file():
+                inventory.ours.append(entry)
+            else:
+                inventory.foreign.append(name)
+        elif marked and is_temporary_name(name) and entry.is_file():
+            inventory.ours.append(entry)
+        else:
+            inventory.other.append(name + ("/" if entry.is_dir() else ""))
+    return inventory
+
+
+def _foreign_error(out: Path, foreign: list[str]) -> ConversionError:
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    return ConversionError(
+        f"{out} holds files that `phi3v convert` did not write: {shown}. Every reader of a "
+        "converted folder takes all its *.jsonl files and images/ as the image root, so they "
+        "would mix with the conversion; they are never deleted (not even by --overwrite). "
+        "Move them away or choose another --out-dir."
+    )
+
+
+def _finished_summary(converter: Converter, src: Path, out: Path) -> ConversionSummary | None:
+    """The summary of a finished conversion of this very command, or None when there is none.
+
+    Raises `ConversionError` when `out` holds a finished conversion with other inputs or
+    options, or one whose JSONL files no longer match the manifest's checksums.
+    """
+    manifest = _own_manifest(out)
+    if manifest is None:
+        return None
+    identity = _run_identity(converter, src)
+    if {key: manifest.get(key) for key in identity} != identity:
+        raise ConversionError(
+            f"{out} already holds a finished conversion made with other inputs or options "
+            f"({out / MANIFEST}). Use --overwrite to replace it, or choose another --out-dir."
+        )
+    changed: list[str] = []
+    for split in manifest["splits"].values():
+        path = out / split["file"]
+        if not path.is_file():
+            changed.append(f"{split['file']} is missing")
+        elif _sha256_file(path) != split["sha256"]:
+            changed.append(f"{split['file']} differs")
+    if (
+        any(split.get("records") for split in manifest["splits"].values())
+        and not (out / IMAGES_DIR).is_dir()
+    ):
+        changed.append(f"{IMAGES_DIR}/ is missing")
+    if changed:
+        raise ConversionError(
+            f"{out} holds this conversion, but it changed since it finished: "
+            f"{'; '.join(changed)} (checked against the sha256 in {out / MANIFEST}). Use "
+            "--overwrite to convert again (this replaces any edits), or restore the files."
+        )
+    inventory = _inventory(out, set(), manifest, {})
+    if inventory.foreign:
+        raise _foreign_error(out, inventory.foreign)
+    # A work folder left by a kill between writing the manifest and removing it.
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    return _summary_from_manifest(out, manifest)
+
+
+def _prepare_output(
+    converter: Converter, src: Path, plan: Plan, settings: RunSettings
+) -> tuple[list[str], list[str]]:
+    """Check (and with --overwrite, clear) the output folder before converting into it.
+
+    Returns what --overwrite removed and the other entries it left alone.
+    """
+    out = settings.out_dir
+    if out.exists() and not out.is_dir():
+        raise ConversionError(f"{out} is a file: --out-dir must be a folder (new or existing)")
+    identity = _run_identity(converter, src)
+    manifest, work = _own_manifest(out), out / WORK_DIR
+    run = _run_file(out)
+    removed: list[str] = []
+    kept: list[str] = []
+    writes = {converter.output_file(split) for split in plan.splits}
+    if not settings.overwrite:
+        if manifest is not None:  # `_finished_summary` let it through: it cannot be ours
+            raise ConversionError(
+                f"{out} already holds a finished conversion ({out / MANIFEST}). Use "
+                "--overwrite to replace it, or choose another --out-dir."
+            )
+        if (work / "run.json").exists() and run != identity:
             raise ConversionError(
                 f"{out} holds an unfinished conversion made with other inputs or options "
                 f"({work / 'run.json'}). Rerun with the same arguments to resume it, or use "
                 "--overwrite to start over."
             )
+    inventory = _inventory(out, writes, manifest, run)
+    if inventory.foreign:
+        raise _foreign_error(out, inventory.foreign)
+    if settings.overwrite and inventory.ours:
+        removed = _remove_previous_output(inventory.ours)
+        kept = inventory.other
     work.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (out / VALIDATION_RECORD).unlink()  # a verdict about files this run replaces
     atomic_write_bytes(work / "run.json", orjson.dumps(identity, option=orjson.OPT_INDENT_2))
     _remove_temporary_files(out / IMAGES_DIR)
     _remove_temporary_files(work)
-    return False
+    return removed, kept
 
 
-def _remove_previous_output(converter: Converter, out: Path) -> None:
-    """Delete only what a conversion writes: images/, <source>_*.jsonl, manifest, work dir."""
-    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
-    shutil.rmtree(out / IMAGES_DIR, ignore_errors=True)
-    with contextlib.suppress(FileNotFoundError):
-        (out / MANIFEST).unlink()
-    if out.exists():
-        for path in out.glob(f"{converter.name}_*.jsonl"):
-            path.unlink()
+def _remove_previous_output(ours: list[Path]) -> list[str]:
+    """Delete a previous conversion's entries, the manifest last.
+
+    Interrupted at any point, the manifest or the work folder is still there, so a rerun
+    of --overwrite still recognises what is left as a conversion's and finishes the job.
+    """
+    order = {WORK_DIR: 2, VALIDATION_RECORD: 1, IMAGES_DIR: 1, MANIFEST: 3}
+    removed: list[str] = []
+    for path in sorted(ours, key=lambda path: (order.get(path.name, 0), path.name)):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+            removed.append(f"{path.name}/")
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            if not is_temporary_name(path.name):
+                removed.append(path.name)
+    return removed
 
 
-def _summary_from_manifest(out: Path) -> ConversionSummary:
-    manifest = orjson.loads((out / MANIFEST).read_bytes())
+def _summary_from_manifest(out: Path, manifest: dict[str, Any]) -> ConversionSummary:
     return ConversionSummary(
         out_dir=out,
-        splits={name: SplitSummary(**split) for name, split in manifest["splits"].items()},
-        skips=[Skip(**skip) for skip in manifest["skips"]],
+        splits={
+            name: SplitSummary(
+                file=split["file"],
+                records=int(split.get("records", 0)),
+                sha256=split["sha256"],
+                inference_only=bool(split.get("inference_only", False)),
+                skipped=dict(split.get("skipped", {})),
+            )
+            for name, split in manifest["splits"].items()
+        },
+        skips=[Skip(**skip) for skip in manifest.get("skips", [])],
         counters=manifest.get("counters", {}),
         already_complete=True,
     )
+
+
+def record_validation(out: Path, passed: bool, errors: int, warnings: int) -> None:
+    """Remember the convert-time validation verdict for this output's JSONL checksums."""
+    manifest = _own_manifest(out)
+    if manifest is None:
+        return
+    record = {
+        "tool_version": __version__,
+        "sha256": {name: split["sha256"] for name, split in manifest["splits"].items()},
+        "passed": passed,
+        "errors": errors,
+        "warnings": warnings,
+    }
+    atomic_write_bytes(out / VALIDATION_RECORD, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+
+
+def recorded_validation(out: Path) -> dict[str, Any] | None:
+    """The convert-time validation verdict, when it was made on exactly these JSONL files.
+
+    Only meaningful after `run_conversion` returned `already_complete` (which checked the
+    JSONL files against the manifest); None when there is no current record.
+    """
+    try:
+        record = orjson.loads((out / VALIDATION_RECORD).read_bytes())
+        manifest = orjson.loads((out / MANIFEST).read_bytes())
+        current = {name: split["sha256"] for name, split in manifest["splits"].items()}
+    except (OSError, orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+        return None
+    if not isinstance(record, dict) or record.get("tool_version") != __version__:
+        return None
+    if record.get("sha256") != current or not isinstance(record.get("passed"), bool):
+        return None
+    return record
 
 
 def run_conversion(
@@ -349,14 +593,24 @@ def run_conversion(
     settings: RunSettings,
     progress: ProgressSink | None = None,
 ) -> ConversionSummary:
-    """Convert `src` into `settings.out_dir`, resuming any unfinished run of the same command."""
+    """Convert `src` into `settings.out_dir`, resuming any unfinished run of the same command.
+
+    A finished conversion of the same command with unchanged JSONL files is returned as is
+    (`already_complete`, nothing planned or read but the manifest and the JSONL checksums).
+    Raises `ConversionError` for bad input or a conflicting output folder, and
+    `NothingConverted` when every input was skipped.
+    """
     progress = progress or ProgressSink()
     if not src.exists():
         raise ConversionError(f"input {src} does not exist: give the folder the dataset is in")
-    plan = converter.plan(src)
     out = settings.out_dir
-    if _prepare_output(converter, src, settings):
-        return _summary_from_manifest(out)
+    if not settings.overwrite:
+        finished = _finished_summary(converter, src, out)
+        if finished is not None:
+            return finished
+    plan = converter.plan(src)
+    out_existed = out.exists()
+    removed, kept = _prepare_output(converter, src, plan, settings)
     work = out / WORK_DIR
 
     pending: list[tuple[str, int, list[WorkItem]]] = []
@@ -384,7 +638,9 @@ def run_conversion(
     else:
         _run_parallel(converter, out, settings.workers, pending, store, progress)
 
-    return _finish(converter, plan, src, out, resumed)
+    summary = _finish(converter, plan, src, out, resumed, keep_out_dir=out_existed)
+    summary.removed, summary.kept = removed, kept
+    return summary
 
 
 def _all_shards(plan: Plan) -> Iterator[tuple[str, int]]:
@@ -433,7 +689,7 @@ def _run_parallel(
 
 
 def _finish(
-    converter: Converter, plan: Plan, src: Path, out: Path, resumed: int
+    converter: Converter, plan: Plan, src: Path, out: Path, resumed: int, keep_out_dir: bool
 ) -> ConversionSummary:
     work = out / WORK_DIR
     splits: dict[str, SplitSummary] = {}
@@ -464,19 +720,55 @@ def _finish(
             inference_only=split in plan.inference_only,
             skipped=dict(sorted(reasons.items())),
         )
-    manifest = {
-        **_run_identity(converter, src),
-        "tool_version": __version__,
-        "splits": {name: summary.to_dict() for name, summary in splits.items()},
-        "counters": dict(sorted(counters.items())),
-        "skips": [skip.to_dict() for skip in all_skips],
-    }
-    atomic_write_bytes(out / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
-    shutil.rmtree(work, ignore_errors=True)
-    return ConversionSummary(
+    summary = ConversionSummary(
         out_dir=out,
         splits=splits,
         skips=all_skips,
         counters=dict(counters),
         resumed_shards=resumed,
+    )
+    if summary.records == 0:
+        _discard(out, [split.file for split in splits.values()], keep_out_dir)
+        raise NothingConverted(_nothing_message(out, summary), summary)
+    manifest = {
+        **_run_identity(converter, src),
+        "tool_version": __version__,
+        "splits": {name: split.to_dict() for name, split in splits.items()},
+        "counters": dict(sorted(counters.items())),
+        "skips": [skip.to_dict() for skip in all_skips],
+    }
+    atomic_write_bytes(out / MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    shutil.rmtree(work, ignore_errors=True)
+    return summary
+
+
+def _discard(out: Path, files: list[str], keep_out_dir: bool) -> None:
+    """Undo a run that made no record: its empty JSONL files, work folder, empty folders.
+
+    The work folder goes too, so that a rerun after fixing the input converts it afresh
+    instead of resuming from shards that hold only skips.
+    """
+    for name in files:
+        with contextlib.suppress(FileNotFoundError):
+            (out / name).unlink()
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    with contextlib.suppress(OSError):  # only when empty
+        (out / IMAGES_DIR).rmdir()
+    if not keep_out_dir:
+        with contextlib.suppress(OSError):
+            out.rmdir()
+
+
+def _nothing_message(out: Path, summary: ConversionSummary) -> str:
+    reasons = Counter(skip.reason for skip in summary.skips)
+    if not reasons:
+        return (
+            f"no records: the input lists nothing to convert (splits: "
+            f"{', '.join(summary.splits) or 'none'}); nothing was written to {out}"
+        )
+    counts = ", ".join(f"{reason}: {count:,}" for reason, count in reasons.most_common())
+    total = sum(reasons.values())
+    return (
+        f"no records: all {total:,} inputs were skipped ({counts}); nothing was written to "
+        f"{out}. Fix the input (see the reasons and examples) and rerun."
     )
