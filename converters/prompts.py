@@ -5,7 +5,9 @@ memes `{text}`, NLVR2 `{caption}`); image tags are added later (`tagged_user_tex
 
 Choice, in order of precedence:
 - `--prompt TEXT`: your own template, used for every record;
-- `--prompt-index K`: always the K-th built-in template (0-based);
+- `--prompt-index K`: always the K-th built-in template (0-based). The memes and NLVR2
+  lists are those of HuggingFaceM4/the_cauldron (where the reference reads them), in its
+  order, so K is the Cauldron's K-th;
 - otherwise (the default) a per-record choice from `sha256(seed, record key)`, with
   `--prompt-seed` (default 0). The reference recipe draws a template at random for each
   sample; a seeded per-record draw gives the same mix of templates while staying
@@ -35,7 +37,8 @@ PromptIndexOption = Annotated[
     typer.Option(
         "--prompt-index",
         min=0,
-        help="Use the K-th built-in template (0-based) for every record instead of a "
+        help="Use the K-th built-in template (0-based, as listed above; for memes and NLVR2 "
+        "the K-th of HuggingFaceM4/the_cauldron's list) for every record instead of a "
         "seeded choice.",
         show_default=False,
     ),

@@ -17,6 +17,9 @@ _HELP = """Generate answers for a split and score them: predictions.jsonl + metr
 --metric auto picks per record source, as the reference does: ANLS for docvqa,
 exact-match accuracy (strip, strip ".", lower-case) for the others. Gold answers are
 meta.answers when present, else the last turn's answer.
+--max-new-tokens defaults to the longest gold answer of the evaluated samples (in the
+model's tokens) + 8; predictions cut at the limit without an end token are counted
+("truncated" in metrics.json) and warned about.
 Several GPUs: torchrun --nproc_per_node=N $(which phi3v) eval ... (sharded, gathered on rank 0)."""
 
 
@@ -59,7 +62,15 @@ def evaluate(
     batch_size: Annotated[
         int, typer.Option(help="Generation batch per process (left-padded).")
     ] = 8,
-    max_new_tokens: Annotated[int, typer.Option()] = 64,
+    max_new_tokens: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Generation limit per answer. Default: the longest gold answer of the "
+            "evaluated samples in the model's tokens + 8 (64 when no sample has one).",
+            show_default=False,
+        ),
+    ] = None,
     max_samples: Annotated[
         int | None, typer.Option(help="Evaluate the first N samples only.")
     ] = None,
@@ -130,6 +141,16 @@ def evaluate(
         elif isinstance(value, int):
             table.add_row(name, str(value))
     console.print(table)
+    console.print(f"max new tokens: {metrics['max_new_tokens']} ({metrics['max_new_tokens_from']})")
+    truncated = metrics.get("truncated", 0)
+    if truncated:
+        generated = metrics["samples"] - metrics["failed"]
+        console.print(
+            f"[yellow]warning:[/] {truncated} of {generated} predictions stopped at the "
+            f"max-new-tokens limit ({metrics['max_new_tokens']}) without an end token: they "
+            'may be cut short (raise --max-new-tokens; such lines say "truncated": true in '
+            "predictions.jsonl)"
+        )
     console.print(f"predictions.jsonl and metrics.json in {config.out}")
 
 

@@ -5,6 +5,11 @@ Loading accepts a full checkpoint (official layout) or a PEFT adapter folder wri
 Generation is batched with left padding and sharded across processes under `torchrun`;
 rank 0 gathers the predictions and writes `predictions.jsonl` and `metrics.json`
 atomically.
+
+The generation limit defaults to the longest gold answer of the evaluated samples in the
+model's tokens plus `ANSWER_MARGIN_TOKENS` (room for `<|end|>` and for tokenization in
+context); predictions that reach the limit without a stop token are flagged `truncated`
+and counted in the metrics.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from phi3v_train.metrics import metric_for_source, score
 
 PREDICTIONS_NAME = "predictions.jsonl"
 METRICS_NAME = "metrics.json"
+ANSWER_MARGIN_TOKENS = 8
+FALLBACK_MAX_NEW_TOKENS = 64  # when no evaluated sample has a gold answer
 
 
 class ModelLoadError(ValueError):
@@ -85,6 +92,7 @@ class Prediction:
     metric: str
     score: float | None
     error: str | None = None
+    truncated: bool = False  # generation reached max_new_tokens without a stop token
 
     def to_dict(self) -> dict[str, Any]:
         data = {
@@ -97,7 +105,51 @@ class Prediction:
         }
         if self.error is not None:
             data["error"] = self.error
+        if self.truncated:
+            data["truncated"] = True
         return data
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLimit:
+    """The generation limit of an eval run and where it came from."""
+
+    max_new_tokens: int
+    longest_answer_tokens: int | None = None  # None: given explicitly
+
+    @property
+    def origin(self) -> str:
+        if self.longest_answer_tokens is None:
+            return "--max-new-tokens"
+        if self.longest_answer_tokens == 0:
+            return f"no gold answers: fixed {self.max_new_tokens}"
+        return f"longest gold answer ({self.longest_answer_tokens} tokens) + {ANSWER_MARGIN_TOKENS}"
+
+
+def longest_answer_tokens(samples: Sequence[Sample], tokenizer) -> int:
+    """Length in tokens (no special tokens) of the longest gold answer of `samples`."""
+    answers = sorted({a for s in samples for a in gold_answers(s.record) if a.strip()})
+    if not answers:
+        return 0
+    return max(len(ids) for ids in tokenizer(answers, add_special_tokens=False)["input_ids"])
+
+
+def token_limit(samples: Sequence[Sample], tokenizer, explicit: int | None = None) -> TokenLimit:
+    """`explicit` when given; else the longest gold answer + `ANSWER_MARGIN_TOKENS`
+    (`FALLBACK_MAX_NEW_TOKENS` when no sample has a gold answer)."""
+    if explicit is not None:
+        return TokenLimit(explicit)
+    longest = longest_answer_tokens(samples, tokenizer)
+    if longest == 0:
+        return TokenLimit(FALLBACK_MAX_NEW_TOKENS, 0)
+    return TokenLimit(longest + ANSWER_MARGIN_TOKENS, longest)
+
+
+def hit_limit(ids: Sequence[int], max_new_tokens: int, stop_ids: set[int]) -> bool:
+    """Whether one row of generated ids (padding included) stopped at the limit rather than
+    at a stop token: all `max_new_tokens` steps used and the last id is not a stop token
+    (a row that ended early is padded with `<|endoftext|>`, itself a stop token)."""
+    return len(ids) >= max_new_tokens and int(ids[-1]) not in stop_ids
 
 
 def generate_answers(
@@ -113,6 +165,8 @@ def generate_answers(
 ) -> list[Prediction]:
     """Greedy answers for the last turn of each sample, scored against its gold answers.
 
+    A prediction whose generation used all `max_new_tokens` steps without emitting a stop
+    token (`<|end|>`, `<|endoftext|>`) has `truncated=True` (see `count_truncated`).
     `synced_gpus`: every rank keeps stepping until all ranks finish (DeepSpeed ZeRO-3,
     whose forward passes gather weights from all ranks); shards must be equally long.
     """
@@ -120,6 +174,8 @@ def generate_answers(
 
     predictions: list[Prediction] = []
     device = next(model.parameters()).device
+    stop_ids = set(processor.stop_token_ids)
+    stop_ids.update(getattr(getattr(model, "config", None), "stop_token_ids", None) or ())
     was_training = model.training
     model.eval()
     try:
@@ -147,7 +203,8 @@ def generate_answers(
                 new_tokens = output[:, inputs["input_ids"].shape[1] :]
                 for sample, ids in zip(usable, new_tokens, strict=True):
                     text = processor.tokenizer.decode(ids, skip_special_tokens=True).strip()
-                    predictions.append(_scored(sample, metric, text))
+                    cut = hit_limit(ids.tolist(), max_new_tokens, stop_ids)
+                    predictions.append(_scored(sample, metric, text, cut))
             if on_batch is not None:
                 on_batch(len(chunk))
     finally:
@@ -159,13 +216,15 @@ def _metric_of(sample: Sample, metric: str) -> str:
     return metric_for_source(sample.record.source) if metric == "auto" else metric
 
 
-def _scored(sample: Sample, metric: str, text: str) -> Prediction:
+def _scored(sample: Sample, metric: str, text: str, truncated: bool = False) -> Prediction:
     """A scored prediction; unscored (score None) when the record has no answer (an
     inference-only split such as DocVQA test)."""
     chosen = _metric_of(sample, metric)
     golds = gold_answers(sample.record)
     value = score(chosen, text, golds) if any(g.strip() for g in golds) else None
-    return Prediction(sample.record.id, sample.record.source, text, golds, chosen, value)
+    return Prediction(
+        sample.record.id, sample.record.source, text, golds, chosen, value, truncated=truncated
+    )
 
 
 def _failed(sample: Sample, metric: str, error: str) -> Prediction:
@@ -193,6 +252,11 @@ def summarize(predictions: Sequence[Prediction]) -> dict[str, Any]:
     summary["unscored"] = sum(1 for p in predictions if p.score is None and p.error is None)
     summary["failed"] = sum(1 for p in predictions if p.error is not None)
     return summary
+
+
+def count_truncated(predictions: Sequence[Prediction]) -> int:
+    """Predictions cut at the max-new-tokens limit (no stop token generated)."""
+    return sum(1 for p in predictions if p.truncated)
 
 
 def gather_predictions(local: list[Prediction]) -> list[Prediction]:
@@ -243,7 +307,7 @@ class EvalConfig:
     base_model: Path | None = None
     metric: str = "auto"
     batch_size: int = 8
-    max_new_tokens: int = 64
+    max_new_tokens: int | None = None  # None: from the longest gold answer (`token_limit`)
     max_samples: int | None = None
     num_crops: int | None = None
     precision: str = "auto"
@@ -259,7 +323,8 @@ def run_evaluation(
 ) -> dict[str, Any]:
     """Generate and score on this process's shard; rank 0 writes the results.
 
-    Returns the metrics (on every rank).
+    Returns the metrics (on every rank), with `max_new_tokens` (the limit used),
+    `max_new_tokens_from` (how it was chosen) and `truncated` (predictions cut at it).
     """
     import torch
 
@@ -283,18 +348,22 @@ def run_evaluation(
             device=device,
             num_crops=config.num_crops,
         )
+        limit = token_limit(samples, processor.tokenizer, config.max_new_tokens)
         local = generate_answers(
             model,
             processor,
             shard(samples, rank(), world_size()),
             metric=config.metric,
             batch_size=config.batch_size,
-            max_new_tokens=config.max_new_tokens,
+            max_new_tokens=limit.max_new_tokens,
             on_batch=on_batch,
         )
         predictions = restore_order(gather_predictions(local), samples)
         metrics = {
             **summarize(predictions),
+            "truncated": count_truncated(predictions),
+            "max_new_tokens": limit.max_new_tokens,
+            "max_new_tokens_from": limit.origin,
             "samples": len(samples),
             "model": str(config.model),
             "files": [str(f) for f in files],

@@ -16,9 +16,9 @@ Records: id `hateful_memes-<split>-<id>` (the same meme may sit in several files
 `meta` = `{id, img, label, text}`; answer `"Yes."` (label 1, hateful) or `"No."`.
 A file without any label (some test files) gives an inference-only split with empty answers.
 
-Prompt (reference recipe): one of 11 questions + `"\\nAnswer yes or no."`, drawn per
-record (seeded). Questions 0 and 1 are the two the reference documents; 2-10 are our
-own wording in the same spirit (the reference's other nine are not published).
+Prompt (reference recipe): one of the 11 questions of the reference's source,
+HuggingFaceM4/the_cauldron (its build script), in its order, + `"\\nAnswer yes or no."`,
+drawn per record (seeded); `--prompt-index K` is the Cauldron's K-th question.
 `--include-text` puts the meme's overlaid text before the question (not in the reference).
 Images: `images/hateful_memes/img/<name>.<real ext>` from files; content-addressed
 `images/hateful_memes/<sha[:2]>/<sha>.<ext>` from embedded bytes.
@@ -78,18 +78,18 @@ SOURCE = "hateful_memes"
 SPLIT_FILES = ("train", "dev_seen", "dev_unseen", "test_seen", "test_unseen", "dev", "test")
 SPLIT_ALIASES = {"validation": "dev", "val": "dev"}
 ANSWER_SUFFIX = "\nAnswer yes or no."
-QUESTIONS = (
-    "Is the sentiment of this meme offensive?",  # documented by the reference
-    "Does this meme promote hate speech?",  # documented by the reference
-    "Is this meme hateful?",
-    "Does this meme attack people because of who they are?",
-    "Would this meme be considered hateful towards a group of people?",
-    "Is this meme meant to demean a group of people?",
-    "Does this meme contain hateful content?",
-    "Does this meme target people for their race, religion, gender or origin?",
-    "Is the message of this meme hateful?",
-    "Would a content moderator flag this meme as hate speech?",
-    "Do the image and the text of this meme together express hate?",
+QUESTIONS = (  # the Cauldron's list, in its order (index K = its K-th question)
+    "Is the sentiment of this meme offensive?",
+    "Does this meme promote hate speech?",
+    "Can this meme be considered disrespectful?",
+    "Does this meme carry a negative message?",
+    "Is this meme spreading toxicity?",
+    "Can this meme be harmful to a community?",
+    "Is the humor in this meme in bad taste?",
+    "Is the message of this meme aggressive?",
+    "Does this meme support discrimination?",
+    "Is the language used in this meme hateful?",
+    "Can this meme be interpreted as derogatory?",
 )
 TEMPLATES = tuple(question + ANSWER_SUFFIX for question in QUESTIONS)
 TEXT_LINE = 'Text on the meme: "{text}"\n'
@@ -253,8 +253,8 @@ HELP = f"""Hateful Memes: is this meme hateful? (original folder or Hugging Face
 SRC: the folder with img/ and the *.jsonl split files, or a Hugging Face copy
 (*.parquet files or a save_to_disk folder). One output file per split file.
 
-Template field: {{text}} (the meme's overlaid text). Built-in templates (0 and 1 are the
-reference's documented questions):
+Template field: {{text}} (the meme's overlaid text). Built-in templates: the 11
+questions of HuggingFaceM4/the_cauldron, in its order (--prompt-index K is its K-th):
 
 {numbered(TEMPLATES)}
 

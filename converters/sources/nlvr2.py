@@ -21,8 +21,8 @@ image files, `directory`, `synset` and `query`. Unlabelled files are inference-o
 
 Prompt (reference recipe): `"The first image is the image on the left, the second image
 is the image on the right. " + template.format(caption=sentence) + " Answer yes or no."`,
-a template drawn per record (seeded). Template 0 is the one the reference documents;
-the others are our own wording in the same spirit.
+one of the 8 templates of the reference's source, HuggingFaceM4/the_cauldron (its build
+script), in its order, drawn per record (seeded); `--prompt-index K` is the Cauldron's K-th.
 """
 
 from __future__ import annotations
@@ -79,13 +79,15 @@ SPLITS = ("train", "dev", "test1", "test2")
 SPLIT_ALIASES = {"validation": "dev", "val": "dev", "test": "test1"}
 PREFIX = "The first image is the image on the left, the second image is the image on the right. "
 SUFFIX = " Answer yes or no."
-CAPTION_TEMPLATES = (
-    'Given the left and right images, does the statement "{caption}" hold true?',  # reference
-    'Is the statement "{caption}" true for the left and right images?',
-    'Looking at both images, is it true that "{caption}"?',
-    'Does the sentence "{caption}" correctly describe the pair of images?',
-    'Based on the two images, is the following statement correct: "{caption}"?',
-    'Do the left and right images match the description "{caption}"?',
+CAPTION_TEMPLATES = (  # the Cauldron's list, in its order (index K = its K-th template)
+    'Evaluate the accuracy of this statement regarding the images: "{caption}". Is it true?',
+    'Given the left and right images, does the statement "{caption}" hold true?',
+    'Assess this claim about the two images: "{caption}". Correct or not?',
+    'For the images shown, is this caption "{caption}" true?',
+    'Considering the images on both sides, is "{caption}" valid?',
+    'Analyze the images presented: Is the assertion "{caption}" valid?',
+    'For the images displayed, is the sentence "{caption}" factually correct?',
+    'Examine the images to the left and right. Is the description "{caption}" accurate?',
 )
 TEMPLATES = tuple(PREFIX + template + SUFFIX for template in CAPTION_TEMPLATES)
 META_FIELDS = ("directory", "synset", "query")
@@ -349,8 +351,8 @@ HELP = f"""NLVR2: is a statement true of a pair of images? (lil-lab release or H
 SRC: the folder with data/{{train,dev,test1,test2}}.json and images/<split>/ (or <split>/),
 or a Hugging Face copy (*.parquet files or a save_to_disk folder) with left/right images.
 
-Template field: {{caption}} (the sentence). Built-in templates (0 is the reference's
-documented one):
+Template field: {{caption}} (the sentence). Built-in templates: the 8 of
+HuggingFaceM4/the_cauldron, in its order (--prompt-index K is its K-th):
 
 {numbered(TEMPLATES)}
 

@@ -73,7 +73,7 @@ def test_layouts_convert_and_validate(
     assert validate_paths([out], ValidateOptions(workers=1)).ok
 
 
-def test_seeded_choice_uses_many_questions_and_fixed_index_one(tmp_path: Path) -> None:
+def test_seeded_choice_uses_many_questions_and_fixed_index_is_the_cauldrons(tmp_path: Path) -> None:
     src = build_hateful_memes_tree(tmp_path / "src", "original", extra=40)
     out = tmp_path / "out"
     run_conversion(HatefulMemesConverter(MemesOptions()), src, RunSettings(out))
@@ -85,12 +85,22 @@ def test_seeded_choice_uses_many_questions_and_fixed_index_one(tmp_path: Path) -
         again / "hateful_memes_train.jsonl"
     ).read_bytes()
     fixed = tmp_path / "fixed"
-    options = MemesOptions(include_text=True, prompt=PromptChoice(index=1))
+    options = MemesOptions(include_text=True, prompt=PromptChoice(index=9))
     run_conversion(HatefulMemesConverter(options), src, RunSettings(fixed))
-    first = _records(fixed, "train")[0]["conversations"][0]["user"]
-    assert first == (
+    users = [r["conversations"][0]["user"] for r in _records(fixed, "train")]
+    assert users[0] == (  # the Cauldron's question 9
         'Text on the meme: "caption number 0 of train"\n'
-        "Does this meme promote hate speech?\nAnswer yes or no."
+        "Is the language used in this meme hateful?\nAnswer yes or no."
+    )
+    assert all(
+        u.endswith("\nIs the language used in this meme hateful?\nAnswer yes or no.") for u in users
+    )
+    plain = tmp_path / "plain"
+    run_conversion(
+        HatefulMemesConverter(MemesOptions(prompt=PromptChoice(index=2))), src, RunSettings(plain)
+    )
+    assert _records(plain, "train")[0]["conversations"][0]["user"] == (
+        "Can this meme be considered disrespectful?\nAnswer yes or no."  # the Cauldron's 2
     )
 
 

@@ -8,8 +8,15 @@ import orjson
 import pytest
 
 from converters.framework import RunSettings, run_conversion
+from converters.prompts import PromptChoice
 from converters.samples.nlvr2 import build_nlvr2_tree
-from converters.sources.nlvr2 import PREFIX, NLVR2Converter, NLVR2Options, _image_names
+from converters.sources.nlvr2 import (
+    PREFIX,
+    TEMPLATES,
+    NLVR2Converter,
+    NLVR2Options,
+    _image_names,
+)
 from phi3v_data.validate import ValidateOptions, validate_paths
 
 
@@ -88,3 +95,22 @@ def test_missing_labels_make_an_inference_split(tmp_path: Path) -> None:
     assert summary.splits["test1"].inference_only and summary.splits["test1"].records == 2
     assert all(r["conversations"][0]["assistant"] == "" for r in _records(out, "test1"))
     assert validate_paths([out], ValidateOptions(workers=1)).ok
+
+
+def test_fixed_index_is_the_cauldrons_template_and_seeded_choice_spreads(tmp_path: Path) -> None:
+    src = build_nlvr2_tree(tmp_path / "src", "lil-lab", extra=40)
+    fixed = tmp_path / "fixed"
+    options = NLVR2Options(prompt=PromptChoice(index=4))
+    run_conversion(NLVR2Converter(options), src, RunSettings(fixed))
+    by_id = {r["id"]: r["conversations"][0]["user"] for r in _records(fixed, "train")}
+    assert by_id["nlvr2-train-100-1-0"] == (  # the Cauldron's template 4
+        "The first image is the image on the left, the second image is the image on the right. "
+        'Considering the images on both sides, is "There are 2 animals in the pair of pictures." '
+        "valid? Answer yes or no."
+    )
+    seeded = tmp_path / "seeded"
+    run_conversion(NLVR2Converter(NLVR2Options()), src, RunSettings(seeded))
+    users = [r["conversations"][0]["user"] for r in _records(seeded, "train")]
+    assert len(users) >= 40
+    used = {i for i, t in enumerate(TEMPLATES) for u in users if u.startswith(t.split('"')[0])}
+    assert len(used) >= 6  # 45 statements over 8 templates

@@ -1,4 +1,5 @@
-"""Template choice: deterministic per record, fixed index, custom template checks."""
+"""Template choice: deterministic per record, fixed index, custom template checks; the
+built-in memes and NLVR2 lists are the Cauldron's, in its order."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 import typer
 
 from converters.prompts import PromptChoice, checked_choice, choose_template, seeded_index
+from converters.sources import hateful_memes as memes
+from converters.sources import nlvr2
 
 TEMPLATES = ("a {x}", "b {x}", "c {x}")
 
@@ -37,3 +40,67 @@ def test_cli_values_are_checked() -> None:
         checked_choice(0, None, "{y}", TEMPLATES, {"x"})
     with pytest.raises(typer.BadParameter, match="not a valid template"):
         checked_choice(0, None, "{x", TEMPLATES, {"x"})
+
+
+# The reference reads the memes and NLVR2 prompts from HuggingFaceM4/the_cauldron; its build
+# script's lists, in its order, written out here so `--prompt-index K` is the Cauldron's K-th.
+CAULDRON_MEMES_QUESTIONS = [
+    "Is the sentiment of this meme offensive?",
+    "Does this meme promote hate speech?",
+    "Can this meme be considered disrespectful?",
+    "Does this meme carry a negative message?",
+    "Is this meme spreading toxicity?",
+    "Can this meme be harmful to a community?",
+    "Is the humor in this meme in bad taste?",
+    "Is the message of this meme aggressive?",
+    "Does this meme support discrimination?",
+    "Is the language used in this meme hateful?",
+    "Can this meme be interpreted as derogatory?",
+]
+CAULDRON_NLVR2_TEMPLATES = [
+    'Evaluate the accuracy of this statement regarding the images: "{caption}". Is it true?',
+    'Given the left and right images, does the statement "{caption}" hold true?',
+    'Assess this claim about the two images: "{caption}". Correct or not?',
+    'For the images shown, is this caption "{caption}" true?',
+    'Considering the images on both sides, is "{caption}" valid?',
+    'Analyze the images presented: Is the assertion "{caption}" valid?',
+    'For the images displayed, is the sentence "{caption}" factually correct?',
+    'Examine the images to the left and right. Is the description "{caption}" accurate?',
+]
+
+
+def test_memes_templates_are_the_cauldrons_in_its_order() -> None:
+    assert list(memes.TEMPLATES) == [q + "\nAnswer yes or no." for q in CAULDRON_MEMES_QUESTIONS]
+    choice = checked_choice(0, 3, None, memes.TEMPLATES, {"text"})
+    assert choose_template(memes.TEMPLATES, "train/1", choice) == (
+        "Does this meme carry a negative message?\nAnswer yes or no."
+    )
+    assert memes.TEMPLATES[10] == "Can this meme be interpreted as derogatory?\nAnswer yes or no."
+    with pytest.raises(typer.BadParameter, match=r"11 built-in templates: choose 0\.\.10"):
+        checked_choice(0, 11, None, memes.TEMPLATES, {"text"})
+
+
+def test_nlvr2_templates_are_the_cauldrons_in_its_order() -> None:
+    prefix = "The first image is the image on the left, the second image is the image on the right."
+    assert list(nlvr2.TEMPLATES) == [
+        f"{prefix} {template} Answer yes or no." for template in CAULDRON_NLVR2_TEMPLATES
+    ]
+    choice = checked_choice(0, 0, None, nlvr2.TEMPLATES, {"caption"})
+    assert choose_template(nlvr2.TEMPLATES, "dev-1-0-0", choice).format(caption="Two dogs.") == (
+        "The first image is the image on the left, the second image is the image on the right. "
+        'Evaluate the accuracy of this statement regarding the images: "Two dogs.". Is it true? '
+        "Answer yes or no."
+    )
+    assert nlvr2.TEMPLATES[7].format(caption="A cat.") == (
+        "The first image is the image on the left, the second image is the image on the right. "
+        'Examine the images to the left and right. Is the description "A cat." accurate? '
+        "Answer yes or no."
+    )
+    with pytest.raises(typer.BadParameter, match=r"8 built-in templates: choose 0\.\.7"):
+        checked_choice(0, 8, None, nlvr2.TEMPLATES, {"caption"})
+
+
+def test_seeded_choice_spreads_over_every_cauldron_template() -> None:
+    for templates in (memes.TEMPLATES, nlvr2.TEMPLATES):
+        picks = {choose_template(templates, f"id-{i}", PromptChoice()) for i in range(400)}
+        assert picks == set(templates)

@@ -67,6 +67,8 @@ def test_eval_writes_predictions_and_the_metric(
         assert p["score"] == score("accuracy", p["prediction"], p["answers"])
     assert metrics["accuracy"] == pytest.approx(sum(p["score"] for p in predictions) / 4)
     assert (metrics["scored"], metrics["failed"], metrics["samples"]) == (4, 0, 4)
+    # An explicit --max-new-tokens wins over the gold-answer default (15 for this split).
+    assert (metrics["max_new_tokens"], metrics["max_new_tokens_from"]) == (4, "--max-new-tokens")
 
 
 def test_metric_auto_is_anls_for_docvqa(lora_run: Path, tmp_path: Path) -> None:
@@ -206,3 +208,87 @@ def test_unanswered_and_unreadable_samples_are_counted_not_scored(
     metrics = json.loads((out / "metrics.json").read_text())
     assert (metrics["scored"], metrics["unscored"], metrics["failed"]) == (1, 1, 1)
     assert metrics["accuracy"] == by_id["answered"]["score"]
+
+
+def test_max_new_tokens_default_is_the_longest_gold_answer_plus_a_margin(
+    tiny_model_dir: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    from phi3v_data.records import Record, Turn
+    from phi3v_train.data import Sample
+    from phi3v_train.evaluate import TokenLimit, token_limit
+    from phi3v_train.processing import Phi3VProcessor
+
+    tokenizer = Phi3VProcessor.from_pretrained(tiny_model_dir).tokenizer
+    # The tiny tokenizer spells words nearly letter by letter: "Green." is the longest
+    # answer of the val split (Red., Green., Blue., Hello.).
+    assert tokenizer("Green.", add_special_tokens=False)["input_ids"] == [
+        298, 74, 291, 279, 279, 288, 260,
+    ]  # fmt: skip
+    val = load_samples([colour_dir / "colours_val.jsonl"])
+    assert {s.record.conversations[-1].assistant for s in val} == {
+        "Red.", "Green.", "Blue.", "Hello.",
+    }  # fmt: skip
+    assert token_limit(val, tokenizer) == TokenLimit(15, 7)  # 7 + 8
+    assert token_limit(val, tokenizer).origin == "longest gold answer (7 tokens) + 8"
+    assert token_limit(val, tokenizer, 3) == TokenLimit(3)  # explicit wins
+    # meta.answers (every gold answer) counts, not only the turn's answer.
+    assert len(tokenizer("Greener.", add_special_tokens=False)["input_ids"]) == 8
+    meta = Record(
+        "q", "docvqa", (Turn("Date?", "Red.", ("a.png",)),), {"answers": ["Red.", "Greener."]}
+    )
+    assert token_limit([*val, Sample(meta, tmp_path, "meta:1")], tokenizer) == TokenLimit(16, 8)
+    unanswered = [Sample(Record("u", "docvqa", (Turn("Date?", ""),)), tmp_path, "u:1")]
+    assert token_limit(unanswered, tokenizer) == TokenLimit(64, 0)
+
+    out = tmp_path / "eval"
+    result = _invoke("eval", "-m", tiny_model_dir, "-d", colour_dir, "-o", out)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["max_new_tokens"] == 15
+    assert metrics["max_new_tokens_from"] == "longest gold answer (7 tokens) + 8"
+    assert "max new tokens: 15 (longest gold answer (7 tokens) + 8)" in " ".join(
+        result.output.split()
+    )
+
+
+def test_hit_limit_reads_the_generated_ids() -> None:
+    from phi3v_train.evaluate import hit_limit
+
+    stop = {501, 498}  # <|end|>, <|endoftext|>
+    assert hit_limit([298, 85], 2, stop)
+    assert not hit_limit([298, 501], 2, stop)  # ended exactly at the limit
+    assert not hit_limit([298], 2, stop)  # the whole batch ended early
+    assert not hit_limit([501, 498, 498], 3, stop)  # ended at once, padded
+
+
+def test_predictions_cut_at_the_limit_are_counted_and_warned(
+    lora_run: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    from phi3v_train.data import load_images
+    from phi3v_train.evaluate import load_for_inference
+
+    # Independently: which samples' first generated token is not a stop token?
+    model, processor = load_for_inference(lora_run)
+    val = load_samples([colour_dir / "colours_val.jsonl"])
+    cut = 0
+    for sample in val:
+        batch = processor.collate(
+            [processor.encode(sample.record, load_images(sample), for_generation=True)]
+        )
+        inputs = {k: v for k, v in batch.items() if v is not None and k != "labels"}
+        with torch.no_grad():
+            output = model.generate(**inputs, max_new_tokens=1, do_sample=False)
+        cut += int(output[0, -1]) not in processor.stop_token_ids
+    assert cut > 0  # the trained model starts an answer rather than ending at once
+
+    out = tmp_path / "eval"
+    args = ("eval", "-m", lora_run, "-d", colour_dir, "-o", out, "--batch-size", "1")
+    result = _invoke(*args, "--max-new-tokens", "1")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["scored"] == 4 and metrics["truncated"] == cut
+    assert sum(bool(p.get("truncated")) for p in _read_jsonl(out / "predictions.jsonl")) == cut
+    assert (
+        f"warning: {cut} of 4 predictions stopped at the max-new-tokens limit (1) without an "
+        "end token" in " ".join(result.output.split())
+    )
