@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -58,7 +58,10 @@ def evaluate(
         Path | None,
         typer.Option(help="Base checkpoint of an adapter (default: from adapter_config.json)."),
     ] = None,
-    metric: Annotated[str, typer.Option(help="auto | accuracy | anls.")] = "auto",
+    metric: Annotated[
+        Literal["auto", "accuracy", "anls"],
+        typer.Option(help="auto: ANLS for DocVQA, accuracy for the other sources."),
+    ] = "auto",
     batch_size: Annotated[
         int, typer.Option(help="Generation batch per process (left-padded).")
     ] = 8,
@@ -77,8 +80,20 @@ def evaluate(
     num_crops: Annotated[
         int | None, typer.Option(help=NUM_CROPS_HELP + " Default: the model's.")
     ] = None,
-    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32.")] = "auto",
-    attn: Annotated[str, typer.Option(help="sdpa | flash_attention_2 | eager.")] = "sdpa",
+    precision: Annotated[
+        Literal["auto", "bf16", "fp16", "fp32"],
+        typer.Option(help="auto: bf16 if the GPU has it, else fp16; fp32 on CPU."),
+    ] = "auto",
+    attn: Annotated[
+        Literal["sdpa", "flash_attention_2", "eager"],
+        typer.Option(help="Attention kernel; flash_attention_2 needs bf16 and a GPU."),
+    ] = "sdpa",
+    show: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Print N predictions (spread over the split) beside their gold answers."
+        ),
+    ] = 8,
 ) -> None:
     from rich.progress import (
         BarColumn,
@@ -90,11 +105,14 @@ def evaluate(
 
     from phi3v_train.data import DataError
     from phi3v_train.distributed import is_main_process, world_size
-    from phi3v_train.evaluate import EvalConfig, ModelLoadError, run_evaluation
+    from phi3v_train.evaluate import (
+        PREDICTIONS_NAME,
+        EvalConfig,
+        ModelLoadError,
+        run_evaluation,
+    )
 
     console = Console(stderr=True)
-    if metric not in ("auto", "accuracy", "anls"):
-        raise typer.BadParameter("choose auto, accuracy or anls", param_hint="--metric")
     if data_dir is None and not files:
         raise typer.BadParameter("pass --data-dir OUT or JSONL files")
     config = EvalConfig(
@@ -136,11 +154,18 @@ def evaluate(
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
-        if isinstance(value, float):
+        if name == "majority_baseline":
+            continue
+        if name == "accuracy" and "majority_baseline" in metrics:
+            baseline = metrics["majority_baseline"]
+            table.add_row(name, f"{value:.4f}  (chance: {baseline:.4f}, always the commonest)")
+        elif isinstance(value, float):
             table.add_row(name, f"{value:.4f}")
         elif isinstance(value, int):
             table.add_row(name, str(value))
     console.print(table)
+    if show:
+        console.print(_predictions_table(config.out / PREDICTIONS_NAME, show))
     console.print(f"max new tokens: {metrics['max_new_tokens']} ({metrics['max_new_tokens_from']})")
     truncated = metrics.get("truncated", 0)
     if truncated:
@@ -152,6 +177,25 @@ def evaluate(
             "predictions.jsonl)"
         )
     console.print(f"predictions.jsonl and metrics.json in {config.out}")
+
+
+def _predictions_table(path: Path, count: int) -> Table:
+    """`count` predictions spread evenly over `path`, beside their gold answers."""
+    import json
+
+    rows = path.read_text(encoding="utf-8").splitlines()
+    picked = sorted({index * len(rows) // count for index in range(min(count, len(rows)))})
+    table = Table(title=f"{len(picked)} of {len(rows)} predictions", title_justify="left")
+    for column in ("id", "prediction", "gold", "score"):
+        table.add_column(column, overflow="fold")
+    for index in picked:
+        row = json.loads(rows[index])
+        prediction = row["prediction"] if row["prediction"] is not None else row.get("error")
+        score = "-" if row["score"] is None else f"{row['score']:.2f}"
+        table.add_row(
+            escape(row["id"]), escape(str(prediction)), escape(" | ".join(row["answers"])), score
+        )
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -259,6 +259,23 @@ def count_truncated(predictions: Sequence[Prediction]) -> int:
     return sum(1 for p in predictions if p.truncated)
 
 
+def majority_baseline(predictions: Sequence[Prediction]) -> float | None:
+    """Accuracy of always giving the most common gold answer: the chance level a model must
+    beat on a classification split (None without accuracy-scored predictions)."""
+    from collections import Counter
+
+    from phi3v_train.metrics import normalize_for_accuracy
+
+    golds = [
+        normalize_for_accuracy(p.answers[0])
+        for p in predictions
+        if p.metric == "accuracy" and p.score is not None and p.answers
+    ]
+    if not golds:
+        return None
+    return Counter(golds).most_common(1)[0][1] / len(golds)
+
+
 def gather_predictions(local: list[Prediction]) -> list[Prediction]:
     """All ranks' predictions on every rank (identity without a process group)."""
     import torch.distributed as dist
@@ -359,8 +376,10 @@ def run_evaluation(
             on_batch=on_batch,
         )
         predictions = restore_order(gather_predictions(local), samples)
+        baseline = majority_baseline(predictions)
         metrics = {
             **summarize(predictions),
+            **({"majority_baseline": baseline} if baseline is not None else {}),
             "truncated": count_truncated(predictions),
             "max_new_tokens": limit.max_new_tokens,
             "max_new_tokens_from": limit.origin,

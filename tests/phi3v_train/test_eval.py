@@ -292,3 +292,28 @@ def test_predictions_cut_at_the_limit_are_counted_and_warned(
         f"warning: {cut} of 4 predictions stopped at the max-new-tokens limit (1) without an "
         "end token" in " ".join(result.output.split())
     )
+
+
+def test_majority_baseline_is_the_share_of_the_commonest_gold_answer() -> None:
+    from phi3v_train.evaluate import Prediction, majority_baseline
+
+    def prediction(gold: str, metric: str = "accuracy", scored: bool = True) -> Prediction:
+        return Prediction("i", "s", "x", [gold], metric, 1.0 if scored else None)
+
+    answers = ["Red.", "red", "Blue.", "Green.", "Red"]  # normalised: red x3
+    assert majority_baseline([prediction(a) for a in answers]) == 3 / 5
+    assert majority_baseline([prediction("x", metric="anls")]) is None
+    assert majority_baseline([prediction("a", scored=False)]) is None
+
+
+def test_eval_prints_chance_beside_accuracy_and_a_spread_of_predictions(
+    lora_run: Path, colour_dir: Path, tmp_path: Path
+) -> None:
+    result = _invoke("eval", "-m", lora_run, "-d", colour_dir, "-o", tmp_path, "--show", "2")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # colours val: red, green, blue scored by accuracy, plus a text-only "Hello."
+    assert metrics["majority_baseline"] == 0.25
+    text = " ".join(result.output.split())
+    assert "(chance: 0.2500, always the commonest)" in text
+    assert "2 of 4 predictions" in text and "val-0000" in text and "val-0002" in text
