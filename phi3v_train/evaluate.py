@@ -68,7 +68,21 @@ def load_for_inference(
         )
     model.to(torch.device(device))
     model.eval()
-    return model, Phi3VProcessor.from_pretrained(processor_dir, num_crops=num_crops)
+    processor = Phi3VProcessor.from_pretrained(
+        processor_dir, num_crops=num_crops, image_layout=trained_image_layout(model_dir)
+    )
+    return model, processor
+
+
+def trained_image_layout(model_dir: Path) -> str:
+    """The image-tag layout a `phi3v train` run used (its run_config.json), else the default:
+    evaluation and prediction must lay out untagged images as training did."""
+    from phi3v_train.config import RUN_CONFIG_NAME
+
+    try:
+        return str(json.loads((model_dir / RUN_CONFIG_NAME).read_text())["image_layout"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "seed"
 
 
 def adapter_base(adapter_dir: Path) -> Path:

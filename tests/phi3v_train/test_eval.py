@@ -317,3 +317,11 @@ def test_eval_prints_chance_beside_accuracy_and_a_spread_of_predictions(
     text = " ".join(result.output.split())
     assert "(chance: 0.2500, always the commonest)" in text
     assert "2 of 4 predictions" in text and "val-0000" in text and "val-0002" in text
+
+
+def test_eval_uses_the_image_layout_the_run_trained_with(tmp_path: Path) -> None:
+    from phi3v_train.evaluate import trained_image_layout
+
+    assert trained_image_layout(tmp_path) == "seed"  # not a run folder: the default
+    (tmp_path / "run_config.json").write_text(json.dumps({"image_layout": "per-line"}))
+    assert trained_image_layout(tmp_path) == "per-line"
