@@ -113,7 +113,7 @@ class Pair:
     rels: tuple[str, str] = ("", "")  # original release: paths under the split's image folder
     row: RowRef | None = None  # HF copy
     columns: tuple[str, ...] = ()  # HF copy: (left, right) or (list column,)
-    search_dirs: tuple[str, ...] = ()
+    search_dirs: tuple[str, ...] = ()  # HF copy: image folders; release: folders searched
     extra: tuple[tuple[str, Any], ...] = ()
 
 
@@ -128,7 +128,12 @@ class NLVR2Converter(Converter):
         data = _data_folder(src)
         return plan_rows(
             {
-                split: _file_rows(data / f"{split}.json", split, _image_index(src, data, split))
+                split: _file_rows(
+                    data / f"{split}.json",
+                    split,
+                    _image_index(src, data, split),
+                    tuple(str(root) for root in _image_roots(src, data, split)),
+                )
                 for split in SPLITS
                 if (data / f"{split}.json").is_file()
             }
@@ -170,8 +175,11 @@ class NLVR2Converter(Converter):
         if pair.row is None:
             path = pair.files[index]
             if path is None:
+                folders = ", ".join(pair.search_dirs) or f"the {split} image folder"
                 return ImageFailure(
-                    "image_missing", f"{pair.names[index]} is not in the {split} image folder"
+                    "image_missing",
+                    f"{pair.identifier}: {pair.names[index]} not found under {folders}"
+                    " (searched recursively)",
                 )
             stem = mirrored_stem(f"{SOURCE}/{split}", pair.rels[index])
             return import_image_file(output, Path(path), stem, options.link, options.deep_check)
@@ -197,13 +205,18 @@ def _data_folder(src: Path) -> Path:
     )
 
 
-def _image_index(src: Path, data: Path, split: str) -> dict[str, list[tuple[str, str]]]:
-    """File name -> [(path, path relative to the split's image folder)], sorted."""
-    index: dict[str, list[tuple[str, str]]] = {}
+def _image_roots(src: Path, data: Path, split: str) -> list[Path]:
+    """The folders (searched recursively) where a split's images may be."""
     roots = []
     for base in dict.fromkeys((src, data.parent, data.parent.parent)):
         roots += [base / "images" / split, base / split]
-    for root in dict.fromkeys(roots):
+    return list(dict.fromkeys(roots))
+
+
+def _image_index(src: Path, data: Path, split: str) -> dict[str, list[tuple[str, str]]]:
+    """File name -> [(path, path relative to the split's image folder)], sorted."""
+    index: dict[str, list[tuple[str, str]]] = {}
+    for root in _image_roots(src, data, split):
         if not root.is_dir():
             continue
         for folder, dirs, files in os.walk(root):
@@ -236,7 +249,10 @@ def _pair_fields(raw: Any, sentence_key: str = "sentence") -> tuple[str, str] | 
 
 
 def _file_rows(
-    path: Path, split: str, index: dict[str, list[tuple[str, str]]]
+    path: Path,
+    split: str,
+    index: dict[str, list[tuple[str, str]]],
+    searched: tuple[str, ...] = (),
 ) -> Iterator[Row | Skip]:
     for line in iter_jsonl(path):
         where = f"{path.name}:{line.lineno}"
@@ -278,6 +294,7 @@ def _file_rows(
             names,
             files=(found[0][0] if found[0] else None, found[1][0] if found[1] else None),
             rels=(found[0][1] if found[0] else "", found[1][1] if found[1] else ""),
+            search_dirs=searched,
             extra=extra,
         )
         yield Row(where, identifier, label, pair)

@@ -51,6 +51,11 @@ def test_layouts_convert_and_validate(
     }
     assert list(summary.splits) == ["train", "dev", "test1"]
     assert summary.splits["train"].skipped == train_skips
+    if layout == "lil-lab":
+        # A missing image names the pair and every folder that was searched.
+        (missing,) = [skip.detail for skip in summary.skips if skip.reason == "image_missing"]
+        assert missing.startswith("left image: train-") or missing.startswith("right image: ")
+        assert f"{src / 'images' / 'train'}" in missing and "(searched recursively)" in missing
     train = _records(out, "train")
     assert [r["id"] for r in train] == [
         "nlvr2-train-100-0-0",
