@@ -1,6 +1,7 @@
-"""Batching: right-padded training batches and the `--max-length` policy.
+"""Batching: right-padded (or packed) training batches and the `--max-length` policy.
 
-The processor pads and builds attention masks (`processor.collate`); this module adds
+The processor pads and builds attention masks (`processor.collate`); `--packing` puts a
+micro-batch's samples into one row instead (`phi3v_train.packing.pack`). This module adds
 the policy for samples longer than `--max-length`: the text is cut at the limit only
 when the cut leaves every image placeholder whole and keeps at least one target token
 (`truncate`), otherwise the sample is dropped; `--truncation drop` always drops.
@@ -37,13 +38,20 @@ def fit_to_max_length(
 
 
 class TrainCollator:
-    """`DataLoader` collate function: encoded samples -> right-padded batch."""
+    """`DataLoader` collate function: encoded samples -> right-padded batch, or with
+    `packing` one row of the concatenated samples with per-sample position ids."""
 
-    def __init__(self, processor: Any, padding_side: str = "right") -> None:
+    def __init__(self, processor: Any, padding_side: str = "right", packing: bool = False) -> None:
         self.processor = processor
         self.padding_side = padding_side
+        self.packing = packing
 
     def __call__(self, encoded: list[dict[str, Any]]) -> dict[str, Any]:
-        batch = self.processor.collate(encoded, padding_side=self.padding_side)
+        if self.packing:
+            from phi3v_train.packing import pack
+
+            batch = pack(encoded)
+        else:
+            batch = self.processor.collate(encoded, padding_side=self.padding_side)
         # The model takes no `None` tensors through DDP/DeepSpeed wrappers gracefully.
         return {key: value for key, value in batch.items() if value is not None}

@@ -61,6 +61,8 @@ class TrainConfig:
 
     batch_size: int = 64
     per_device_batch_size: int = 1
+    packing: bool = False
+    group_by_length: bool = False
     epochs: float = 1.0
     max_steps: int | None = None
     learning_rate: float = 4e-5

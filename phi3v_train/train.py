@@ -119,7 +119,39 @@ def preflight(config: TrainConfig, files: list[Path], console=None) -> dict[str,
         )
     stats = report.stats.to_dict()
     stats["over_max_length"] = sum(1 for p in report.problems if p.code in HANDLED_AT_TRAINING)
+    # Per-sample lengths in file order (train files first): tokens per step and padding.
+    stats["token_lengths"] = list(report.stats.token_lengths)
     return stats
+
+
+def batching_report(
+    config: TrainConfig,
+    validated_lengths: list[int] | None,
+    train_lengths: list[int] | None,
+    samples: int,
+    accumulation: int,
+) -> dict[str, Any] | None:
+    """Tokens per step and padding fractions (padded, packed, length-grouped) of one epoch,
+    from the exact lengths of the training samples when `--group-by-length` computed them,
+    else from the validator's (capped at `--max-length`); None without either."""
+    from phi3v_train.packing import packing_report
+
+    lengths = train_lengths
+    if lengths is None and validated_lengths:
+        cap = config.max_length
+        lengths = [min(n, cap) if cap is not None else n for n in validated_lengths[:samples]]
+    if not lengths:
+        return None
+    report = packing_report(
+        lengths,
+        config.per_device_batch_size,
+        world_size() * accumulation,
+        config.seed,
+        config.group_by_length,
+    )
+    report["packing"] = config.packing
+    report["group_by_length"] = config.group_by_length
+    return report
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -258,6 +290,17 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
     processor = Phi3VProcessor.from_pretrained(
         config.model, num_crops=config.num_crops, image_layout=config.image_layout
     )
+    train_lengths = None
+    if config.group_by_length:  # on every rank: the sampler must be the same everywhere
+        from phi3v_train.packing import sample_lengths
+
+        train_lengths = sample_lengths(samples, processor, config.max_length)
+    batching = None
+    if is_main_process():
+        batching = batching_report(
+            config, stats.pop("token_lengths", None), train_lengths, len(samples), accumulation
+        )
+        stats["batching"] = batching
     args = _training_arguments(
         config, precision, accumulation, estimated_total_steps(config, len(samples), accumulation)
     )
@@ -307,11 +350,12 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=TrainCollator(processor),
+        data_collator=TrainCollator(processor, packing=config.packing),
         processing_class=processor,
         callbacks=callbacks,
         run_config=config,
         task_evaluator=_task_evaluator(config, processor, eval_samples) if eval_samples else None,
+        train_lengths=train_lengths,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to train_log.jsonl and the progress bar
     output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
@@ -342,6 +386,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
             "train_loss": result.train_loss,
             "skipped_samples": result.skipped,
             "resumed_from": result.resumed_from,
+            "batching": batching,
         }
         atomic_write_bytes(
             config.output_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode()
@@ -478,6 +523,27 @@ def print_start_summary(
             f"p50 {tokens['p50']}  p90 {tokens['p90']}  p99 {tokens['p99']}  max {tokens['max']}"
             f"  ({exact}, num_crops {tokens.get('num_crops')})",
         )
+    batching = stats.get("batching")
+    if batching:
+        used = "packed" if config.packing else "padded"
+        table.add_row(
+            "tokens per step",
+            f"{batching['tokens_per_step']:,.0f} in samples; computed positions "
+            f"{batching['tokens_per_step']:,.0f} packed, "
+            f"{batching['padded_tokens_per_step']:,.0f} padded ({used} in use; one epoch,"
+            " estimated)",
+        )
+        random_pad = batching["random_order_padding_fraction"]
+        grouped_pad = batching["length_grouped_padding_fraction"]
+        grouping = (
+            f"--group-by-length on: {random_pad:.1%} -> {grouped_pad:.1%}, saves "
+            f"{random_pad - grouped_pad:.1%}"
+            if config.group_by_length
+            else f"--group-by-length would save {random_pad - grouped_pad:.1%}"
+        )
+        padding = f"{batching['padding_fraction']:.1%} of padded positions ({grouping})"
+        padding += "; packed: 0% (--packing on)" if config.packing else "; --packing: 0%"
+        table.add_row("padding", padding)
     if stats.get("over_max_length"):
         policy = (
             "truncated where no image is cut, else dropped"

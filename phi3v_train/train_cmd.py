@@ -112,6 +112,21 @@ def train(
             help="Samples per device per step. Raise it while memory allows; lower it on OOM."
         ),
     ] = 1,
+    packing: Annotated[
+        bool,
+        typer.Option(
+            help="Concatenate each micro-batch's samples into one row without padding"
+            " (position ids restart per sample, attention stays within it): the same steps"
+            " and losses as padded batches, less compute when lengths vary."
+        ),
+    ] = False,
+    group_by_length: Annotated[
+        bool,
+        typer.Option(
+            help="Put samples of similar length in the same micro-batch (seeded, restored on"
+            " resume): less padding; the summary shows how much."
+        ),
+    ] = False,
     epochs: Annotated[float, typer.Option(help="Passes over the training data.")] = 1.0,
     max_steps: Annotated[
         int | None, typer.Option(help="Optimizer steps (overrides --epochs).")
@@ -235,6 +250,8 @@ def train(
         truncation=truncation,
         batch_size=batch_size,
         per_device_batch_size=per_device_batch_size,
+        packing=packing,
+        group_by_length=group_by_length,
         epochs=epochs,
         max_steps=max_steps,
         learning_rate=learning_rate,

@@ -14,6 +14,7 @@ import json
 import math
 import re
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +101,42 @@ class Phi3VTrainer(Trainer):
         run_config: the run's `TrainConfig` (learning rates per component, save limit).
         task_evaluator: called as `task_evaluator(model)` at each evaluation; returns
             task metrics (e.g. {"accuracy": 0.5}) that are logged with the eval loss.
+        train_lengths: token length of each training sample; given, the training order
+            is length-grouped (`--group-by-length`, `phi3v_train.packing`).
     """
 
     def __init__(
-        self, *args: Any, run_config: TrainConfig, task_evaluator=None, **kwargs: Any
+        self,
+        *args: Any,
+        run_config: TrainConfig,
+        task_evaluator=None,
+        train_lengths: Sequence[int] | None = None,
+        **kwargs: Any,
     ) -> None:
+        self.train_lengths = list(train_lengths) if train_lengths is not None else None
+        self.length_sampler = None
         super().__init__(*args, **kwargs)
         self.run_config = run_config
         self.task_evaluator = task_evaluator
+
+    def _get_train_sampler(self, train_dataset=None):
+        if self.train_lengths is None:
+            return super()._get_train_sampler(train_dataset)
+        from phi3v_train.packing import LengthGroupedSampler
+
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        self.length_sampler = LengthGroupedSampler(
+            self.train_lengths, self.args.train_batch_size, seed
+        )
+        return self.length_sampler
+
+    def _run_epoch(self, model, epoch, *args: Any, **kwargs: Any):
+        # The length-grouped order is a function of (seed, epoch): set the epoch here, as
+        # accelerate does not pass it through every sampler wrapper (a resumed
+        # multi-process loader among them).
+        if self.length_sampler is not None:
+            self.length_sampler.set_epoch(epoch)
+        return super()._run_epoch(model, epoch, *args, **kwargs)
 
     def create_optimizer(self, model=None):
         """AdamW with one group per (component, weight decay): vision, projector, language."""
@@ -146,6 +175,10 @@ class Phi3VTrainer(Trainer):
         # default divides by the target tokens of all ranks' batches, but only then.
         if not model.training:
             num_items_in_batch = None
+        if "position_ids" in inputs and "attention_mask" not in inputs:
+            # A packed batch (`--packing`): the decoder finds the sample boundaries in the
+            # position ids only without a KV cache (eval would otherwise make one).
+            inputs = {**inputs, "use_cache": False}
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _save_checkpoint(self, model, trial) -> None:
