@@ -1,7 +1,7 @@
 """Importing still images into `OUT/images/`, checked by content.
 
 Every image is read once into memory, identified by its bytes (never by its extension)
-and checked the way `phi3v validate` checks (see ../shared/docs/performance.md):
+and checked the way `phi3v validate` checks (see docs/performance.md):
 `verify()` for PNG, a 1/8-scale draft decode for JPEG, a full decode for the other formats
 (GIF, WEBP, BMP, TIFF), a full decode of everything with `deep`. Anything else is refused.
 

@@ -2,7 +2,7 @@
 
 A check never raises: every outcome is an `ImageCheck` with a problem code (or None)
 and the image size from its header, which the token budget needs. The default check is
-the cheapest one that still catches damaged files (see `../shared/docs/performance.md`):
+the cheapest one that still catches damaged files (see `docs/performance.md`):
 `verify()` for PNG (chunk CRCs, truncation), a reduced-size draft decode for JPEG
 (truncation, bad Huffman data), a full decode for other formats; `deep` decodes every
 image fully. Images over `max_pixels` are refused before any decoding (decompression

@@ -2,7 +2,7 @@
 
 Shared by the validator (token budget from image headers) and the processor (which
 must produce exactly this many placeholder positions). See docs in
-`../shared/docs/phi3v-model.md`: the padded HD size decides the crop grid, and each
+`docs/model.md`: the padded HD size decides the crop grid, and each
 image costs `(rows * cols + 1) * 144 + 1 + (rows + 1) * 12` tokens.
 """
 

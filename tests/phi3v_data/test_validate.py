@@ -26,7 +26,8 @@ from phi3v_data.validate import (
     validate_paths,
 )
 
-TOKENIZER_DIR = Path("/work/shared/assets/phi-3.5-vision-instruct")
+# The project's shared/ folder sits beside the repository (CI lays a copy there too).
+TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "shared/assets/phi-3.5-vision-instruct"
 DEMO = ValidateOptions(max_length=DEMO_MAX_LENGTH, num_crops=DEMO_NUM_CROPS, workers=1)
 
 

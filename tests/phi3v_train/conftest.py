@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-REAL_ASSETS = Path("/work/shared/assets/phi-3.5-vision-instruct")
+# The project's shared/ folder sits beside the repository (CI lays a copy there too).
+REAL_ASSETS = Path(__file__).resolve().parents[3] / "shared/assets/phi-3.5-vision-instruct"
 
 
 @pytest.fixture(scope="session")

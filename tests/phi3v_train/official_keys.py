@@ -1,5 +1,5 @@
 """The state-dict keys and shapes of microsoft/Phi-3.5-vision-instruct, written from the
-documented architecture (docs/phi3v-model.md), independently of our modules."""
+documented architecture (docs/model.md), independently of our modules."""
 
 from __future__ import annotations
 
