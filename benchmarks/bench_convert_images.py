@@ -1,8 +1,9 @@
-"""Benchmark: `phi3v convert docvqa | hateful-memes | nlvr2` on generated data of real sizes.
+"""Benchmark: `phi3v convert docvqa | hateful-memes | nlvr2 | table` on data of real sizes.
 
 Trees are generated here with the fixture builders at realistic image sizes: DocVQA pages
 1700x2200 PNG with scanner noise (~1.3 MB each, 2 questions per page), memes 500x500,
-NLVR2 pairs 640x480. Each source is converted from its original layout and from a
+NLVR2 pairs 640x480, table rows 500x500 (a CSV with image files, and one parquet file with
+embedded bytes). Each source is converted from its original layout and from a
 Hugging Face parquet copy (embedded bytes), with 1 worker and with all cores, interleaved
 and best of `--rounds` (the machine is noisy, see docs/performance.md).
 
@@ -11,7 +12,7 @@ since a second worker shares a vCPU here), and peak RSS of the parent and of the
 worker. Validation is not included (see bench_validate.py).
 
 Run: `.venv/bin/python benchmarks/bench_convert_images.py [--pages 24] [--memes 200]
-[--pairs 100] [--rounds 2]`.
+[--pairs 100] [--rows 200] [--rounds 2]`.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from converters.framework import Converter, RunSettings, run_conversion
 from converters.samples.docvqa import build_docvqa_tree
 from converters.samples.hateful_memes import build_hateful_memes_tree
 from converters.samples.nlvr2 import build_nlvr2_tree
+from converters.samples.table import build_table_tree
 from converters.sources.docvqa import DocVQAConverter, DocVQAOptions
 from converters.sources.hateful_memes import HatefulMemesConverter, MemesOptions
 from converters.sources.nlvr2 import NLVR2Converter, NLVR2Options
+from converters.sources.table import TableConverter, TableOptions
 
 
 @dataclass
@@ -93,11 +96,27 @@ def _cases(root: Path, pages: int, memes: int, pairs: int) -> list[Case]:
     return cases
 
 
+def _table_cases(root: Path, rows: int) -> list[Case]:
+    options = TableOptions(
+        image_columns=("image",),
+        question_column="question",
+        answer_column="answer",
+        answers_column="answers",
+        split_column="split",
+    )
+    cases = []
+    for kind in ("csv", "parquet"):
+        src = build_table_tree(root / f"table-{kind}", kind, (500, 500), extra=rows)
+        cases.append(Case(f"table ({kind})", src, lambda: TableConverter(options)))
+    return cases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pages", type=int, default=24, help="extra DocVQA train pages")
     parser.add_argument("--memes", type=int, default=200, help="extra train memes")
     parser.add_argument("--pairs", type=int, default=100, help="extra NLVR2 train statements")
+    parser.add_argument("--rows", type=int, default=200, help="extra table train rows")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -107,6 +126,7 @@ def main() -> None:
         root = Path(tmp)
         console.print("generating trees ...")
         cases = _cases(root, args.pages, args.memes, args.pairs)
+        cases += _table_cases(root, args.rows)
         best: dict[tuple[str, int], Measure] = {}
         for _ in range(args.rounds):
             for case in cases:
