@@ -14,7 +14,8 @@ from phi3v_data import __version__
 
 # The order of `phi3v --help`: the data flow, first to last.
 COMMAND_ORDER = (
-    "convert", "validate", "report", "init-model", "train", "eval", "predict", "export",
+    "convert", "validate", "report", "export-data", "init-model", "train", "eval", "predict",
+    "export",
 )  # fmt: skip
 
 
@@ -72,6 +73,9 @@ def _register_commands() -> None:
     import phi3v_data.report_cmd
 
     phi3v_data.report_cmd.register(app)
+    import phi3v_data.export_data_cmd
+
+    phi3v_data.export_data_cmd.register(app)
     import phi3v_train.train_cmd
 
     phi3v_train.train_cmd.register(app)

@@ -1,0 +1,641 @@
+"""Chat-format files (LLaVA, ShareGPT, OpenAI messages) -> phi3v records: the shared part.
+
+`phi3v convert llava` and `phi3v convert sharegpt` differ only in the row forms they
+accept (see `ChatConverter.content_parts`); this module reads the file, checks every row
+and imports its images.
+
+Input: one JSON array of rows, or JSONL (one row per line). A row is an object with
+- the messages: `conversations` or `messages`, a list of `{"from", "value"}` (LLaVA,
+  ShareGPT) or `{"role", "content"}` (OpenAI, LLaMA-Factory, ms-swift) objects. Roles:
+  `human`/`user`, `gpt`/`assistant`, and `system` as the first message only;
+- its images: `image` (one path or a list, LLaVA) or `images` (a list, ShareGPT), each a
+  path (relative to the image folder, or absolute), a `file://` or `data:` URL, or an
+  object with a `path`; an http(s) URL is never fetched (the row is skipped);
+- optional `id` (a string or an integer; `<split>-<row:010d>` when absent), optional
+  top-level `system` (LLaMA-Factory), and any other keys, which are kept in `meta`.
+
+Message text refers to the row's images with `<image>` tokens, in order. With
+`content_parts`, a message's content may also be a list of OpenAI-style parts:
+`{"type": "text", "text"}`, `{"type": "image", "image": PATH}` and
+`{"type": "image_url", "image_url": {"url": PATH}}` (an image part without a path takes the
+row's next image, as `<image>` does).
+
+Mapping (decided so that, under the default image layout, the training prompt is the
+file's text with each `<image>` read as `<|image_k|>`, byte for byte):
+- each `<image>` (or image part) becomes `<|image_k|>`, k numbered across the conversation,
+  and the image goes to the turn whose user message holds it;
+- a user message that *starts* with all of its `<image>` tokens, adjacent, followed by one
+  newline (`"<image>\\n..."`, `"<image><image>\\n..."`: LLaVA's usual layout) becomes a
+  tag-free turn: that prefix is dropped, since the default image layout (`seed`) puts
+  `"<|image_1|>...<|image_n|>\\n"` back in front, so the prompt is unchanged. Anywhere else
+  (`"<image>Who?"`, `"Q?\\n<image>"`, `"<image>\\n<image>\\nQ"`) the tags stay where the
+  tokens were, newlines included. A message of parts that puts all its image parts before
+  its text is tag-free as well (images first, then the text, as the default layout does);
+  otherwise the tags sit between the text parts, which are joined as they are;
+- the first `system` message (or the top-level `system`) is kept in `meta.system`.
+
+Skipped, each with its row (`FILE: row N` in an array, `FILE: line N` in JSONL) and a
+reason: bad JSON lines (`bad_line`), rows of the wrong shape (`bad_row`, `wrong_format`),
+unknown roles such as tool calls (`unknown_role`), turns that do not alternate user,
+assistant, ... or end without an answer (`turns_out_of_order`), `<image>` counts that do
+not match the images (`image_count_mismatch`), images outside user messages
+(`image_misplaced`), video or audio (`unsupported_media`), control tokens or phi3v image
+tags in the text (`special_token_in_text`, `image_tag_in_text`), empty questions or answers
+(`empty_question`, `empty_answer`), repeated ids (`duplicate_id`), remote URLs
+(`image_remote`), bad image references (`bad_image_ref`) and missing or broken image files
+(`image_missing`, `image_corrupt`, ... as in `converters.images`).
+
+Images: a clean relative path keeps its place, `images/<path>` with the extension of its
+real format (`coco/1.png` holding a JPEG is written as `coco/1.jpg`), so `phi3v
+export-data` gives back the same paths; absolute paths, paths with `..` and `data:` URLs
+get content-addressed names, `images/by_content/<sha256[:2]>/<sha256>.<ext>` (`--link`
+hard-links mirrored files only). Unlike the other sources there is no `<source>/` prefix:
+a chat file already names its own folders, and the paths survive a round trip.
+
+Planning reads the whole file (a JSON array is parsed at once) and keeps every row in
+memory (about 6x the file's size); the rows are checked and their images imported in
+parallel.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, ClassVar, NamedTuple
+
+import orjson
+import typer
+
+from converters.framework import (
+    ConversionError,
+    Converter,
+    ItemResult,
+    OutputContext,
+    Plan,
+    Skip,
+    WorkItem,
+)
+from converters.images import (
+    ImageFailure,
+    ImportedImage,
+    import_image_bytes,
+    import_image_file,
+)
+from phi3v_data.jsonl import iter_jsonl
+from phi3v_data.records import IMAGE_TAG_RE, Record, Turn, image_tag
+
+IMAGE_TOKEN = "<image>"
+CONTENT_DIR = "by_content"
+ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant"}
+SYSTEM = "system"
+# Keys a row's content is read from; every other key is kept in `meta`.
+ROW_KEYS = ("id", "image", "images", "conversations", "messages", "system", "videos", "audios")
+# The chat control tokens `phi3v validate` refuses in text (they would break the prompt).
+CONTROL_TOKEN_RE = re.compile(r"<\|(?:user|assistant|system|end|endoftext|placeholder\d+)\|>|</?s>")
+SPLIT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+_WINDOWS_PATH_RE = re.compile(r"[A-Za-z]:[\\/]")
+
+FileArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="The annotation file: one JSON array of rows, or JSONL (one row per line).",
+        show_default=False,
+    ),
+]
+ImageFolderOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--image-folder",
+        help="The folder relative image paths start from (LLaVA's --image_folder, "
+        "LLaMA-Factory's media_dir). Default: the folder FILE is in.",
+        show_default=False,
+    ),
+]
+SplitOption = Annotated[
+    str,
+    typer.Option(
+        "--split",
+        help="The split FILE holds: written as OUT/<source>_<split>.jsonl. Convert each file "
+        "into its own OUT.",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    image_folder: Path  # absolute
+    split: str = "train"
+    link: bool = False
+    deep_check: bool = False
+
+
+class ImageRef(NamedTuple):
+    """An image as the row names it: `text` (path or URL) and `where` it was found."""
+
+    text: str
+    where: str
+
+
+class Placeholder(NamedTuple):
+    """An image's place in a user message: `image` is its 0-based number in the row."""
+
+    kind: str  # "token" (an <image> in text) or "part" (an image content part)
+    image: int
+
+
+Segment = str | Placeholder
+
+
+@dataclass(frozen=True)
+class ChatTurn:
+    user: tuple[Segment, ...]
+    assistant: str
+
+
+@dataclass(frozen=True)
+class ChatRow:
+    """A checked row: its turns, its images in conversation order, its meta."""
+
+    id: str
+    turns: tuple[ChatTurn, ...]
+    images: tuple[ImageRef, ...]
+    meta: dict[str, Any] | None
+
+
+class RowProblem(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+class _Image(NamedTuple):
+    """An image placeholder before numbering: `ref` None takes the row's next image."""
+
+    kind: str
+    ref: ImageRef | None
+
+
+def check_split_name(split: str) -> str:
+    if not SPLIT_RE.fullmatch(split):
+        raise typer.BadParameter(
+            f"{split!r}: use letters, digits, '_', '.' or '-' (it names the output file)",
+            param_hint="--split",
+        )
+    return split
+
+
+def read_rows(path: Path) -> Iterator[tuple[str, int, Any, str | None]]:
+    """(where, row number, value, error) for each row of a JSON array or JSONL file.
+
+    A JSON array that does not parse stops the conversion (`ConversionError` with line
+    and column); a bad JSONL line is one row with an `error`.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(4096)
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:]
+    if head.lstrip().startswith(b"["):
+        data = path.read_bytes()
+        try:
+            rows = orjson.loads(data[3:] if data.startswith(b"\xef\xbb\xbf") else data)
+        except orjson.JSONDecodeError as exc:
+            raise ConversionError(
+                f"{path}:{exc.lineno}:{exc.colno}: the file starts like a JSON array but is "
+                f"not valid JSON ({exc.msg}); fix it, or write one row per line (JSONL)"
+            ) from None
+        if not isinstance(rows, list):
+            raise ConversionError(f"{path}: expected a JSON array of rows or JSONL")
+        for number, value in enumerate(rows, start=1):
+            yield f"{path.name}: row {number}", number, value, None
+        return
+    for line in iter_jsonl(path):
+        if line.blank:
+            continue
+        error = line.error[1] if line.error is not None else None
+        yield f"{path.name}: line {line.lineno}", line.lineno, line.value, error
+
+
+class ChatConverter(Converter):
+    """A chat-format source; subclasses set `name` and the forms they accept."""
+
+    progress_unit = "rows"
+    # ShareGPT: `role`/`content` messages and OpenAI content parts too; LLaVA: from/value.
+    content_parts: ClassVar[bool] = False
+    other_source: ClassVar[str] = ""  # the source to name for rows of the other form
+
+    def plan(self, src: Path) -> Plan:
+        options: ChatOptions = self.options
+        if src.is_dir():
+            raise ConversionError(
+                f"{src} is a folder: give the annotation file (a JSON array or JSONL) and the "
+                "image folder with --image-folder"
+            )
+        if not options.image_folder.is_dir():
+            raise ConversionError(f"--image-folder {options.image_folder} is not a folder")
+        split = options.split
+        items: list[WorkItem] = []
+        skips: list[Skip] = []
+        seen: set[str] = set()
+        for where, number, value, error in read_rows(src):
+            if error is not None:
+                skips.append(Skip(split, where, "bad_line", error))
+                continue
+            try:
+                if not isinstance(value, dict):
+                    raise RowProblem(
+                        "bad_row", f"expected a JSON object, got {type(value).__name__}"
+                    )
+                row_id = _row_id(value.get("id"), f"{split}-{number:010d}")
+            except RowProblem as problem:
+                skips.append(Skip(split, where, problem.reason, problem.detail))
+                continue
+            if row_id in seen:
+                skips.append(Skip(split, where, "duplicate_id", f"id {row_id!r} appears again"))
+                continue
+            seen.add(row_id)
+            items.append(WorkItem(split, len(items), where, (row_id, value)))
+        return Plan(splits={split: items}, skips=skips)
+
+    def process(self, item: WorkItem, output: OutputContext) -> ItemResult:
+        # Rows are checked here, in the workers: planning only reads ids (for duplicates).
+        row_id, value = item.payload
+        try:
+            row = self.parse_row(value, row_id)
+        except RowProblem as problem:
+            return ItemResult(skips=[Skip(item.split, item.key, problem.reason, problem.detail)])
+        rels: list[str] = []
+        for ref in row.images:
+            imported = self.import_image(ref, output)
+            if isinstance(imported, ImageFailure):
+                skip = Skip(
+                    item.split, item.key, imported.reason, f"{ref.where}: {imported.detail}"
+                )
+                return ItemResult(skips=[skip])
+            rels.append(imported.rel)
+        turns = tuple(
+            Turn(
+                user=user_text(turn.user),
+                assistant=turn.assistant,
+                images=tuple(rels[s.image] for s in turn.user if isinstance(s, Placeholder)),
+            )
+            for turn in row.turns
+        )
+        result = ItemResult(records=[Record(row.id, self.name, turns, row.meta)])
+        result.counters["images"] += len(rels)
+        return result
+
+    # Rows
+
+    def parse_row(self, value: Any, default_id: str) -> ChatRow:
+        """Check one row and return it; raise `RowProblem` with the reason to skip it."""
+        if not isinstance(value, dict):
+            raise RowProblem("bad_row", f"expected a JSON object, got {type(value).__name__}")
+        row_id = _row_id(value.get("id"), default_id)
+        key = _messages_key(value)
+        messages = value[key]
+        for media in ("videos", "audios"):
+            if value.get(media):
+                raise RowProblem("unsupported_media", f"the row has {media!r}: only images are")
+        row_images = _row_images(value)
+        system = value.get(SYSTEM)
+        if system is not None and not isinstance(system, str):
+            raise RowProblem("bad_row", f"'system' must be a string, got {system!r}")
+        parsed = [self._message(message, f"{key}[{i}]") for i, message in enumerate(messages)]
+        if parsed and parsed[0][0] == SYSTEM:
+            first = _text_only(parsed[0][1], f"{key}[0]", "a system message")
+            if system not in (None, "", first):
+                raise RowProblem("bad_row", "the row has both 'system' and a system message")
+            system = first
+            parsed = parsed[1:]
+            offset = 1
+        else:
+            offset = 0
+        turns = _pair_turns(parsed, key, offset)
+        images, numbered = _number_images(turns, row_images, key)
+        meta = {k: v for k, v in value.items() if k not in ROW_KEYS}
+        if system:
+            _check_text(system, "the system message")
+            meta[SYSTEM] = system
+        return ChatRow(row_id, tuple(numbered), tuple(images), meta or None)
+
+    def _message(self, message: Any, where: str) -> tuple[str, list[str | _Image]]:
+        if not isinstance(message, dict):
+            raise RowProblem("bad_row", f"{where} is not an object")
+        if "from" in message and "value" in message:
+            raw_role, content = message["from"], message["value"]
+        elif "role" in message and "content" in message:
+            if not self.content_parts:
+                raise RowProblem(
+                    "wrong_format",
+                    f"{where} is a role/content message (ShareGPT / OpenAI messages): "
+                    f"convert this file with phi3v convert {self.other_source}",
+                )
+            raw_role, content = message["role"], message["content"]
+        else:
+            raise RowProblem("bad_row", f"{where} has neither from/value nor role/content")
+        role = raw_role.lower() if isinstance(raw_role, str) else None
+        role = ROLES.get(role, role) if role is not None else None
+        if role not in ("user", "assistant", SYSTEM):
+            raise RowProblem(
+                "unknown_role",
+                f"{where} is from {raw_role!r}: only human/user, gpt/assistant and a first "
+                "system message are supported (no tool calls or observations)",
+            )
+        return role, self._content(content, where)
+
+    def _content(self, content: Any, where: str) -> list[str | _Image]:
+        if content is None:
+            return []
+        if isinstance(content, str):
+            return _split_tokens(content)
+        if isinstance(content, list) and self.content_parts:
+            return _parts(content, where)
+        if isinstance(content, list):
+            raise RowProblem(
+                "wrong_format",
+                f"{where} has content parts (OpenAI messages): convert this file with "
+                f"phi3v convert {self.other_source}",
+            )
+        raise RowProblem("bad_row", f"{where}: the text must be a string, got {content!r:.80}")
+
+    # Images
+
+    def import_image(self, ref: ImageRef, output: OutputContext) -> ImportedImage | ImageFailure:
+        """Check and store one image; a failure names the reason (never raised)."""
+        options: ChatOptions = self.options
+        text = ref.text
+        url = _URL_RE.match(text)
+        if text[:5].lower() == "data:":
+            data = _data_url_bytes(text)
+            if isinstance(data, ImageFailure):
+                return data
+            return import_image_bytes(output, data, CONTENT_DIR, "data URL", options.deep_check)
+        if url is not None and url.group(1).lower() != "file":
+            scheme = url.group(1).lower()
+            why = (
+                "phi3v never downloads: download the image and give its local path"
+                if scheme in ("http", "https")
+                else "not a local file"
+            )
+            return ImageFailure("image_remote", f"{text} is a {scheme}:// URL: {why}")
+        if url is not None:
+            text = urllib.parse.unquote(urllib.parse.urlparse(text).path)
+        if not (os.path.isabs(text) or _WINDOWS_PATH_RE.match(text)):
+            rel = PurePosixPath(text.replace("\\", "/"))
+            if ".." not in rel.parts and rel.name:
+                stem = str(rel.with_suffix("")) if rel.suffix else str(rel)
+                return import_image_file(
+                    output, options.image_folder / rel, stem, options.link, options.deep_check
+                )
+            text = os.path.normpath(os.path.join(options.image_folder, text))
+        data = _read_file(Path(text))
+        if isinstance(data, ImageFailure):
+            return data
+        return import_image_bytes(output, data, CONTENT_DIR, text, options.deep_check)
+
+
+def user_text(segments: tuple[Segment, ...]) -> str:
+    """A user message with `<|image_k|>` tags, or tag-free when the default layout gives it.
+
+    See the module notes: all image tokens first, adjacent, then one newline (or all image
+    parts before the text) make a tag-free turn; anything else keeps the tags in place.
+    """
+    lead = 0
+    while lead < len(segments) and isinstance(segments[lead], Placeholder):
+        lead += 1
+    rest = segments[lead:]
+    if lead and all(isinstance(segment, str) for segment in rest):
+        kinds = {segment.kind for segment in segments[:lead] if isinstance(segment, Placeholder)}
+        text = "".join(str(segment) for segment in rest)
+        if kinds == {"token"} and text.startswith("\n") and len(text) > 1:
+            return text[1:]
+        if kinds == {"part"} and text:
+            return text
+    return "".join(
+        segment if isinstance(segment, str) else image_tag(segment.image + 1)
+        for segment in segments
+    )
+
+
+def _row_id(value: Any, default_id: str) -> str:
+    if value is None or value == "":
+        return default_id
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise RowProblem("bad_row", f"'id' must be a string or an integer, got {value!r}")
+    return str(value)
+
+
+def _messages_key(value: dict[str, Any]) -> str:
+    keys = [key for key in ("conversations", "messages") if key in value]
+    if len(keys) != 1:
+        what = "both 'conversations' and 'messages'" if keys else "no 'conversations' or 'messages'"
+        raise RowProblem("bad_row", f"the row has {what}")
+    key = keys[0]
+    if not isinstance(value[key], list) or not value[key]:
+        raise RowProblem("bad_row", f"{key!r} must be a non-empty list of messages")
+    return key
+
+
+def _row_images(value: dict[str, Any]) -> list[ImageRef]:
+    keys = [key for key in ("image", "images") if value.get(key) not in (None, "", [])]
+    if len(keys) > 1:
+        raise RowProblem("bad_row", "the row has both 'image' and 'images'")
+    if not keys:
+        return []
+    key = keys[0]
+    raw = value[key]
+    entries = raw if isinstance(raw, list) else [raw]
+    refs = []
+    for i, entry in enumerate(entries):
+        where = f"{key}[{i}]" if isinstance(raw, list) else key
+        if isinstance(entry, dict):
+            entry = entry.get("path") or entry.get("url")
+        if not isinstance(entry, str) or not entry:
+            raise RowProblem("bad_image_ref", f"{where} is {entries[i]!r:.80}: expected a path")
+        refs.append(ImageRef(entry, where))
+    return refs
+
+
+def _parts(parts: list[Any], where: str) -> list[str | _Image]:
+    pieces: list[str | _Image] = []
+    for i, part in enumerate(parts):
+        part_where = f"{where}.content[{i}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            text = part.get("text")
+            if not isinstance(text, str):
+                raise RowProblem("bad_row", f"{part_where}: 'text' must be a string")
+            pieces += _split_tokens(text)
+        elif kind in ("image", "image_url"):
+            pieces.append(_Image("part", _part_ref(part, kind, part_where)))
+        elif kind in ("video", "video_url", "audio", "audio_url", "input_audio"):
+            raise RowProblem("unsupported_media", f"{part_where} is {kind!r}: only images are")
+        else:
+            raise RowProblem("bad_row", f"{part_where}: unknown content part {part!r:.80}")
+    return pieces
+
+
+def _part_ref(part: dict[str, Any], kind: str, where: str) -> ImageRef | None:
+    if kind == "image_url":
+        value = part.get("image_url")
+        if isinstance(value, dict):
+            value = value.get("url")
+    else:
+        value = next((part[k] for k in ("image", "path", "url") if part.get(k)), None)
+        if isinstance(value, dict):
+            value = value.get("path") or value.get("url")
+    if value is None:
+        return None  # a placeholder for the row's next image (Hugging Face chat style)
+    if not isinstance(value, str) or not value:
+        raise RowProblem("bad_image_ref", f"{where}: {value!r:.80} is not a path or URL")
+    return ImageRef(value, where)
+
+
+def _split_tokens(text: str) -> list[str | _Image]:
+    pieces: list[str | _Image] = []
+    for i, chunk in enumerate(text.split(IMAGE_TOKEN)):
+        if i:
+            pieces.append(_Image("token", None))
+        if chunk:
+            pieces.append(chunk)
+    return pieces
+
+
+def _text_only(pieces: list[str | _Image], where: str, what: str) -> str:
+    if any(isinstance(piece, _Image) for piece in pieces):
+        raise RowProblem("image_misplaced", f"{where}: {what} has an image; only user messages may")
+    return "".join(str(piece) for piece in pieces)
+
+
+def _check_text(text: str, where: str) -> None:
+    control = CONTROL_TOKEN_RE.search(text)
+    if control:
+        raise RowProblem(
+            "special_token_in_text", f"{where} contains the chat control token {control.group()!r}"
+        )
+    tag = IMAGE_TAG_RE.search(text)
+    if tag:
+        raise RowProblem(
+            "image_tag_in_text",
+            f"{where} contains {tag.group()!r}: write images as <image> in this format",
+        )
+
+
+def _pair_turns(
+    messages: list[tuple[str, list[str | _Image]]], key: str, offset: int
+) -> list[tuple[list[str | _Image], str]]:
+    """(user pieces, answer) per turn: roles must alternate user, assistant, user, ..."""
+    if not messages:
+        raise RowProblem("bad_row", f"{key!r} has no user or assistant message")
+    turns = []
+    for i, (role, pieces) in enumerate(messages):
+        where = f"{key}[{i + offset}]"
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected:
+            what = {
+                SYSTEM: "a system message after the first",
+                "user": "a user message",
+                "assistant": "an assistant message",
+            }[role]
+            wanted = "a user message" if expected == "user" else "an answer"
+            raise RowProblem(
+                "turns_out_of_order",
+                f"{where} is {what} where {wanted} belongs (messages must "
+                "alternate human/user, gpt/assistant, starting with the user)",
+            )
+        if role == "user":
+            for piece in pieces:
+                if isinstance(piece, str):
+                    _check_text(piece, where)
+            turns.append((pieces, where))
+            continue
+        user = turns[-1][0]
+        answer = _text_only(pieces, where, "an answer")
+        _check_text(answer, where)
+        if not answer.strip():
+            raise RowProblem("empty_answer", f"{where}: the answer is empty")
+        turns[-1] = (user, answer)
+    if len(messages) % 2:
+        raise RowProblem(
+            "turns_out_of_order",
+            f"{key}[{len(messages) - 1 + offset}]: the conversation ends with a user message "
+            "that has no answer",
+        )
+    return turns
+
+
+def _number_images(
+    turns: list[tuple[list[str | _Image], str]], row_images: list[ImageRef], key: str
+) -> tuple[list[ImageRef], list[ChatTurn]]:
+    """Number the images in conversation order; `<image>` tokens take the row's list in order."""
+    tokens = sum(
+        1
+        for pieces, _ in turns
+        for piece in pieces
+        if isinstance(piece, _Image) and piece.ref is None
+    )
+    if tokens != len(row_images):
+        raise RowProblem(
+            "image_count_mismatch",
+            f"the user messages have {tokens} <image> placeholder(s) but the row lists "
+            f"{len(row_images)} image(s)",
+        )
+    queue = iter(row_images)
+    images: list[ImageRef] = []
+    numbered: list[ChatTurn] = []
+    for t, (pieces, answer) in enumerate(turns):
+        segments: list[Segment] = []
+        for piece in pieces:
+            if isinstance(piece, _Image):
+                images.append(piece.ref if piece.ref is not None else next(queue))
+                segments.append(Placeholder(piece.kind, len(images) - 1))
+            elif segments and isinstance(segments[-1], str):
+                segments[-1] += piece
+            else:
+                segments.append(piece)
+        if (
+            not any(isinstance(s, Placeholder) for s in segments)
+            and not "".join(str(s) for s in segments).strip()
+        ):
+            raise RowProblem("empty_question", f"{key}: user message {t + 1} is empty")
+        numbered.append(ChatTurn(tuple(segments), answer))
+    return images, numbered
+
+
+def _read_file(path: Path) -> bytes | ImageFailure:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return ImageFailure("image_missing", f"{path} does not exist")
+    except IsADirectoryError:
+        return ImageFailure("image_missing", f"{path} is a directory, not an image file")
+    except OSError as exc:
+        return ImageFailure("image_unreadable", f"{path} cannot be read: {exc.strerror}")
+
+
+def _data_url_bytes(text: str) -> bytes | ImageFailure:
+    header, comma, payload = text.partition(",")
+    if not comma:
+        return ImageFailure("bad_image_ref", "a data: URL without ',' before its data")
+    try:
+        if header.lower().endswith(";base64"):
+            return base64.b64decode(payload, validate=True)
+        return urllib.parse.unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        return ImageFailure("bad_image_ref", f"a data: URL that does not decode: {exc}")
+
+
+def chat_options(
+    src: Path, image_folder: Path | None, split: str, link: bool, deep_check: bool
+) -> ChatOptions:
+    """The options of a run, the default image folder being FILE's folder."""
+    folder = image_folder if image_folder is not None else src.parent
+    return ChatOptions(folder.resolve(), check_split_name(split), link, deep_check)
