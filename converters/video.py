@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -221,6 +222,17 @@ class VideoClip:
 
     def close(self) -> None:
         self._container.close()
+
+    @property
+    def time_base(self) -> Fraction | None:
+        """Seconds per tick of `probe.frame_pts` (None when the container gives none)."""
+        return self._stream.time_base
+
+    @property
+    def codec(self) -> str:
+        """The video stream's codec (h264, hevc, vp9, av1, mpeg4...), not the decoder's name."""
+        codec = self._stream.codec_context.codec
+        return getattr(codec, "canonical_name", None) or codec.name
 
     def _decode_from(self, position: int) -> Iterator:
         """Frames out of the decoder, fed from packet `position` on (a keyframe or 0)."""

@@ -18,15 +18,15 @@ prompt listing the sorted classes.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
+from converters.class_folders import select_classes, split_names
 from converters.cli import (
     OutDirOption,
     OverwriteOption,
@@ -34,6 +34,20 @@ from converters.cli import (
     ValidateOption,
     WorkersOption,
     run_from_cli,
+)
+from converters.clips import (
+    AllowTruncatedOption,
+    ClipSampler,
+    Decoder,
+    DecoderOption,
+    FrameSettings,
+    JpegQualityOption,
+    MaxFramesOption,
+    MaxSideOption,
+    NumFramesOption,
+    Sampling,
+    SamplingOption,
+    count_clip,
 )
 from converters.framework import (
     ConversionError,
@@ -45,12 +59,9 @@ from converters.framework import (
     WorkItem,
 )
 from converters.registry import register_source
-from converters.video import FrameReader, VideoClip, VideoError, frame_reader, sample_frame_indices
+from converters.video import VideoError
 from phi3v_data.paths import lexical_path_problem
 from phi3v_data.records import Record, Turn
-
-if TYPE_CHECKING:
-    from PIL import Image
 
 SOURCE = "ucf101"
 SPLIT_LISTS = "ucfTrainTestlist"
@@ -65,17 +76,6 @@ class Layout(str, Enum):
     auto = "auto"
     original = "original"
     subset = "subset"
-
-
-class Sampling(str, Enum):
-    uniform = "uniform"
-    center = "center"
-    fps = "fps"
-
-
-class Decoder(str, Enum):
-    pyav = "pyav"
-    decord = "decord"
 
 
 @dataclass(frozen=True)
@@ -122,10 +122,7 @@ class UCF101Converter(Converter):
 
     def __init__(self, options: UCF101Options) -> None:
         super().__init__(options)
-        self._reader: FrameReader | None = None  # made in each process on first use
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"options": self.options, "_reader": None}
+        self._sampler = ClipSampler(FrameSettings.of(options))
 
     def plan(self, src: Path) -> Plan:
         options = self.options
@@ -164,16 +161,14 @@ class UCF101Converter(Converter):
         clip: Clip = item.payload
         result = ItemResult()
         try:
-            sampled = self._sample(item, clip)
+            frames, meta = self._sampler.sample(
+                Path(clip.path), {"label": clip.label, "clip": item.key}
+            )
         except VideoError as exc:
             result.skips.append(Skip(item.split, item.key, exc.reason, exc.detail))
             return result
-        frames, meta = sampled
-        images = []
         stem = Path(clip.path).stem
-        for position, image in enumerate(frames):
-            rel = f"{item.split}/{clip.label}/{stem}.{position}.jpg"
-            images.append(output.write_image(rel, self._jpeg(image)))
+        images = self._sampler.write_frames(output, frames, f"{item.split}/{clip.label}/{stem}")
         record = Record(
             id=f"{item.split}-{item.index:010d}",
             source=SOURCE,
@@ -181,67 +176,8 @@ class UCF101Converter(Converter):
             meta=meta,
         )
         result.records.append(record)
-        result.counters["clips"] += 1
-        result.counters["frames"] += len(images)
-        if "decoder_note" in meta:
-            result.counters["decord_fallback"] += 1
-        if "truncated" in meta:
-            result.counters["truncated_kept"] += 1
+        count_clip(result, meta, len(images))
         return result
-
-    def _sample(self, item: WorkItem, clip: Clip) -> tuple[list[Image.Image], dict[str, Any]]:
-        options = self.options
-        if self._reader is None:
-            self._reader = frame_reader(options.decoder)
-        with VideoClip(Path(clip.path)) as video:
-            probe = video.probe
-            frame_count = probe.frames
-            meta: dict[str, Any] = {"label": clip.label, "clip": item.key}
-            if probe.truncated:
-                decodable = video.count_decodable_frames()
-                counts = f"the header says {probe.header_frames} frames, {decodable} decode"
-                if not options.allow_truncated:
-                    raise VideoError(
-                        "truncated", f"{counts} (--allow-truncated samples from those)"
-                    )
-                if decodable == 0:
-                    raise VideoError("no_frames", counts)
-                frame_count = min(decodable, probe.frames)
-                meta["truncated"] = {
-                    "header_frames": probe.header_frames,
-                    "decodable_frames": decodable,
-                }
-            try:
-                indices = sample_frame_indices(
-                    frame_count, options.num_frames, options.sampling, probe.fps, options.max_frames
-                )
-            except ValueError as exc:
-                raise VideoError("unsupported", str(exc)) from exc
-            sampled = self._reader.read(video, indices)
-        meta.update(
-            frame_indices=indices,
-            timestamps=[round(i / probe.fps, 3) for i in indices] if probe.fps else None,
-            fps=round(probe.fps, 3),
-            frame_count=frame_count,
-            header_frame_count=probe.header_frames,
-            decoder=sampled.decoder,
-            access=sampled.access,
-        )
-        if sampled.note:
-            meta["decoder_note"] = sampled.note
-        return sampled.images, meta
-
-    def _jpeg(self, image: Image.Image) -> bytes:
-        from PIL import Image
-
-        side = self.options.max_side
-        if side and max(image.size) > side:
-            scale = side / max(image.size)
-            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-            image = image.resize(size, Image.Resampling.BICUBIC)
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=self.options.jpeg_quality)
-        return buffer.getvalue()
 
 
 def detect_layout(src: Path, options: UCF101Options) -> str:
@@ -344,7 +280,7 @@ def _list_original(
     if options.split_id not in (1, 2, 3):
         raise ConversionError(f"--split-id must be 1, 2 or 3, got {options.split_id}")
     numbers = _class_index(lists / "classInd.txt")
-    selected = _select_classes(sorted(numbers), options.classes, f"{lists / 'classInd.txt'}")
+    selected = select_classes(sorted(numbers), options.classes, f"{lists / 'classInd.txt'}")
     k = options.split_id
     train = _parse_split_list(lists / f"trainlist{k:02d}.txt", numbers, needs_label=True)
     test = _parse_split_list(lists / f"testlist{k:02d}.txt", numbers, needs_label=False)
@@ -404,27 +340,10 @@ def _list_subset(src: Path, classes: tuple[str, ...]) -> tuple[dict[str, list[_L
             f"{src}: no class folders in {', '.join(SUBSET_SPLITS)} (expected "
             "<split>/<Class>/*.avi)"
         )
-    selected = _select_classes(sorted(all_classes), classes, str(src))
+    selected = select_classes(sorted(all_classes), classes, str(src))
     return {s: [e for e in entries if e.label in selected] for s, entries in found.items()}, sorted(
         selected
     )
-
-
-def _select_classes(available: list[str], wanted: tuple[str, ...], where: str) -> set[str]:
-    if not wanted:
-        return set(available)
-    unknown = [name for name in wanted if name not in available]
-    if unknown:
-        raise ConversionError(
-            f"--classes: {', '.join(unknown)} not found in {where}; available: "
-            f"{', '.join(available)}"
-        )
-    return set(wanted)
-
-
-def _split_names(values: list[str] | None) -> tuple[str, ...]:
-    names = [part.strip() for value in values or [] for part in value.split(",")]
-    return tuple(dict.fromkeys(name for name in names if name))
 
 
 @register_source(
@@ -467,41 +386,13 @@ def convert_ucf101(
             help="Only these classes (comma-separated or repeated); the prompt lists only them."
         ),
     ] = None,
-    num_frames: Annotated[
-        int, typer.Option(min=1, help="Frames per clip (per second with --sampling fps).")
-    ] = 8,
-    sampling: Annotated[
-        Sampling,
-        typer.Option(
-            help="uniform: floor(arange(0, n, n/k)) as the reference; center: middle of k "
-            "equal segments; fps: k frames per second, at most --max-frames."
-        ),
-    ] = Sampling.uniform,
-    max_frames: Annotated[
-        int, typer.Option(min=1, help="Cap on frames per clip with --sampling fps.")
-    ] = 64,
-    decoder: Annotated[
-        Decoder,
-        typer.Option(
-            help="pyav (exact and fastest here) or decord; decord is used only on clips "
-            "without B-frames (its random access is wrong there), others fall back to PyAV "
-            "and their meta says so."
-        ),
-    ] = Decoder.pyav,
-    max_side: Annotated[
-        int | None,
-        typer.Option(min=16, help="Downscale frames so the longer side is at most this."),
-    ] = None,
-    jpeg_quality: Annotated[
-        int, typer.Option(min=1, max=100, help="JPEG quality of the saved frames.")
-    ] = 75,
-    allow_truncated: Annotated[
-        bool,
-        typer.Option(
-            help="Keep clips with fewer decodable frames than their header says, sampling "
-            "from the frames that decode (meta.truncated records both counts). Default: skip."
-        ),
-    ] = False,
+    num_frames: NumFramesOption = 8,
+    sampling: SamplingOption = Sampling.uniform,
+    max_frames: MaxFramesOption = 64,
+    decoder: DecoderOption = Decoder.pyav,
+    max_side: MaxSideOption = None,
+    jpeg_quality: JpegQualityOption = 75,
+    allow_truncated: AllowTruncatedOption = False,
     prompt: Annotated[
         str | None,
         typer.Option(help="The user question; default lists the sorted classes (reference)."),
@@ -515,7 +406,7 @@ def convert_ucf101(
         split_lists=split_lists.resolve() if split_lists else None,
         split_id=split_id,
         val_fraction=val_fraction,
-        classes=_split_names(classes),
+        classes=split_names(classes),
         num_frames=num_frames,
         sampling=sampling.value,
         max_frames=max_frames,
