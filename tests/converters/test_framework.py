@@ -283,7 +283,10 @@ def test_all_skipped_conversion_fails_with_the_reasons(tmp_path: Path) -> None:
     flat = _flat(result.output)
     assert _flat("error: no records: all 13 inputs were skipped (image_missing: 10,") in flat
     assert _flat("skipped: image_missing x10") in flat
-    assert _flat("[train] train.json:1: left image: train-100-0-0: train-100-0-img0.png not found") in flat
+    assert (
+        _flat("[train] train.json:1: left image: train-100-0-0: train-100-0-img0.png not found")
+        in flat
+    )
     assert "clean" not in flat and not out.exists()
 
 
