@@ -10,8 +10,31 @@ import typer
 
 from phi3v_data.tokens import NUM_CROPS_HELP
 
+# Left out of the command shown in the page's header: how the page is made and what
+# happens after, not what it shows (a size budget that leaves images out says so itself).
+_NOT_SHOWN = frozenset({"max_size_mb", "workers", "open_page"})
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """The command with every effective setting, defaults included, in the order declared."""
+    words = ["phi3v", "report"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name in _NOT_SHOWN or value is None or value is False:
+            continue
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if param.param_type_name == "argument":
+            words += map(str, values)
+        elif value is True:
+            words.append(param.opts[0])
+        else:
+            for item in values:
+                words += [param.opts[0], str(item)]
+    return shlex.join(words)
+
 
 def report(
+    ctx: typer.Context,
     paths: Annotated[
         list[Path],
         typer.Argument(
@@ -109,29 +132,6 @@ def report(
     from phi3v_data.report import ReportOptions, UnknownSplitError, build_report
 
     console = Console(stderr=True)
-    # The header shows the full command with every effective setting, defaults included.
-    command = [
-        "phi3v",
-        "report",
-        *map(str, paths),
-        "--out",
-        str(out),
-        "--samples",
-        str(samples),
-        "--seed",
-        str(seed),
-    ]
-    for name in split or ():
-        command += ["--split", name]
-    command += ["--num-crops", str(num_crops)]
-    for flag, value in (
-        ("--max-length", max_length),
-        ("--tokenizer", tokenizer),
-        ("--image-root", image_root),
-        ("--assets-dir", assets_dir),
-    ):
-        if value is not None:
-            command += [flag, str(value)]
     try:
         options = ReportOptions(
             samples=samples,
@@ -144,7 +144,7 @@ def report(
             workers=workers,
             assets_dir=assets_dir,
             max_bytes=max_size_mb * 1024 * 1024,
-            command=shlex.join(command),
+            command=_command_line(ctx),
             show_progress=console.is_terminal,
         )
     except ValueError as exc:

@@ -18,7 +18,9 @@ from typer.testing import CliRunner
 from phi3v_data.cli import app
 from phi3v_data.report import (
     ReportOptions,
+    SampledRecord,
     build_report,
+    make_card,
     record_label,
     run_validation,
     scan_dataset,
@@ -110,7 +112,7 @@ def build_mixed_dataset(out: Path) -> Path:
                     [left, right],
                 )
             ],
-            {"label": "True"},
+            {"label": "True", "left_image": "dev-1-0-img0.png", "right_image": "dev-1-0-img1.png"},
         ),
         _record(
             "docvqa-49153",
@@ -142,6 +144,7 @@ def build_mixed_dataset(out: Path) -> Path:
             f"val-{i}",
             "hateful-memes",
             [_turn("Is this meme hateful?\nAnswer yes or no.", answer, [meme])],
+            {"label": int(answer == "Yes.")},
         )
         for i, answer in enumerate(["Yes.", "No.", "No."])
     ]
@@ -240,7 +243,8 @@ def test_counts_agree_with_the_validator(mixed: Path) -> None:
     }
     assert scan.labels["ucf101"] == {"Juggling": Counter(train=1)}
     assert scan.labels["nlvr2"] == {"True · Yes": Counter(train=1)}
-    assert scan.labels["hateful-memes"] == {"No": Counter(train=1, val=2), "Yes": Counter(val=1)}
+    # Labels come from meta alone: the train meme without one is not counted.
+    assert scan.labels["hateful-memes"] == {"0 · No": Counter(val=2), "1 · Yes": Counter(val=1)}
     assert "docvqa" not in scan.labels
 
 
@@ -257,7 +261,11 @@ def test_record_label_rules() -> None:
         record_label(_record("a", "x", [_turn("q", "a long free answer " * 3)], {"class": 3}))
         == "3"
     )
-    assert record_label(_record("a", "hateful-memes", [_turn("q", " Yes. ")])) == "Yes"
+    # One rule for every source: no meta label, no label, whatever the answer or source.
+    assert record_label(_record("a", "hateful-memes", [_turn("q", " Yes. ")])) is None
+    assert record_label(_record("a", "ucf101", [_turn("q", "Juggling")])) is None
+    assert record_label(_record("a", "any", [_turn("q", " Yes. ")], {"label": 1})) == "1 · Yes"
+    assert record_label(_record("a", "any", [_turn("q", "x")], {"category": "cat"})) == "cat · x"
     assert record_label(_record("a", "hateful_memes", [_turn("q", "")], {"id": 5})) is None
     assert (
         record_label(_record("a", "docvqa", [_turn("q", "1 May")], {"answers": ["1 May"]})) is None
@@ -265,6 +273,22 @@ def test_record_label_rules() -> None:
     two_turns = [_turn("q", "Yes."), _turn("q", "No.")]
     assert record_label(_record("a", "nlvr2", two_turns)) is None
     assert record_label(_record("a", "nlvr2", two_turns, {"label": "False"})) == "False"
+
+
+def test_image_captions_come_from_meta() -> None:
+    """Frames, a left/right pair or numbers: read from the record's meta, never its source."""
+
+    def captions(source: str, meta: dict | None, count: int = 2) -> list[str]:
+        record = _record("a", source, [_turn("q", "a", [f"{i}.jpg" for i in range(count)])], meta)
+        card = make_card("card-1", SampledRecord("train", "f", 1, record), "/nowhere", [], False)
+        return [image.caption for turn in card.turns for image in turn.images]
+
+    pair = {"left_image": "l.png", "right_image": "r.png"}
+    assert captions("nlvr2", None) == ["image 1", "image 2"]
+    assert captions("any", pair) == ["left", "right"]
+    assert captions("any", pair, 3) == ["image 1", "image 2", "image 3"]
+    frames = {"frame_indices": [3, 9], "timestamps": [0.1, 0.3], **pair}
+    assert captions("any", frames) == ["frame 3 · 0.10 s", "frame 9 · 0.30 s"]
 
 
 def test_split_names_from_manifest_or_file_name(tmp_path: Path) -> None:
