@@ -525,25 +525,27 @@ def print_start_summary(
         )
     batching = stats.get("batching")
     if batching:
-        used = "packed" if config.packing else "padded"
+        packed, padded = "packed", "padded"
+        if config.packing:
+            packed += " (in use)"
+        else:
+            padded += " (in use)"
         table.add_row(
             "tokens per step",
-            f"{batching['tokens_per_step']:,.0f} in samples; computed positions "
-            f"{batching['tokens_per_step']:,.0f} packed, "
-            f"{batching['padded_tokens_per_step']:,.0f} padded ({used} in use; one epoch,"
-            " estimated)",
+            f"{batching['tokens_per_step']:,.0f} sample tokens; computed "
+            f"{batching['tokens_per_step']:,.0f} {packed}, "
+            f"{batching['padded_tokens_per_step']:,.0f} {padded}  (one epoch, estimated)",
         )
         random_pad = batching["random_order_padding_fraction"]
         grouped_pad = batching["length_grouped_padding_fraction"]
-        grouping = (
-            f"--group-by-length on: {random_pad:.1%} -> {grouped_pad:.1%}, saves "
-            f"{random_pad - grouped_pad:.1%}"
-            if config.group_by_length
-            else f"--group-by-length would save {random_pad - grouped_pad:.1%}"
+        if config.group_by_length:
+            order = f"length-grouped; {random_pad:.1%} in random order"
+        else:
+            order = f"random order; --group-by-length would make it {grouped_pad:.1%}"
+        table.add_row(
+            "padding",
+            f"{packed} 0%; {padded} {batching['padding_fraction']:.1%} ({order})",
         )
-        padding = f"{batching['padding_fraction']:.1%} of padded positions ({grouping})"
-        padding += "; packed: 0% (--packing on)" if config.packing else "; --packing: 0%"
-        table.add_row("padding", padding)
     if stats.get("over_max_length"):
         policy = (
             "truncated where no image is cut, else dropped"

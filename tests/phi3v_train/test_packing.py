@@ -360,7 +360,10 @@ def test_packed_length_grouped_run_resumes_after_kill_with_the_same_losses(
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    console = process.stderr.read().decode()
     process.stderr.close()
+    # The pre-flight summary: tokens per step and padding, packed and length-grouped.
+    assert "tokens per step" in console and "--group-by-length" in console, console[-3000:]
     assert not (out / "train_summary.json").exists(), "the run finished before it was killed"
     assert json.loads((out / "run_config.json").read_text())["packing"] is True
 
