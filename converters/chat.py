@@ -616,7 +616,7 @@ def _read_file(path: Path) -> bytes | ImageFailure:
     except FileNotFoundError:
         return ImageFailure("image_missing", f"{path} does not exist")
     except IsADirectoryError:
-        return ImageFailure("image_missing", f"{path} is a directory, not an image file")
+        return ImageFailure("image_not_file", f"{path} is a directory, not an image file")
     except OSError as exc:
         return ImageFailure("image_unreadable", f"{path} cannot be read: {exc.strerror}")
 

@@ -22,9 +22,7 @@ A failure is returned (`ImageFailure`), never raised, so the converter turns it 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, NamedTuple
@@ -32,9 +30,9 @@ from typing import Annotated, Any, NamedTuple
 import typer
 
 from converters.framework import OutputContext
+from phi3v_data.images import DEFAULT_MAX_PIXELS, inspect_image
 
-# Same guard as Pillow's decompression-bomb limit (about 89 megapixels).
-MAX_PIXELS = 89_478_485
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 
 EXTENSION_OF_FORMAT = {
     "JPEG": ".jpg",
@@ -88,45 +86,12 @@ class ImportedImage(NamedTuple):
 
 
 def check_image_bytes(data: bytes, name: str, deep: bool = False) -> CheckedImage | ImageFailure:
-    """Identify and check an image held in memory; `name` is used in messages only."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not data:
-        return ImageFailure("image_empty", f"{name} is empty (0 bytes)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        try:
-            image = Image.open(io.BytesIO(data), formats=tuple(EXTENSION_OF_FORMAT))
-        except UnidentifiedImageError:
-            return ImageFailure(
-                "image_not_image",
-                f"{name} is not a JPEG/PNG/GIF/WEBP/BMP/TIFF image: starts {data[:8]!r}",
-            )
-        except Exception as exc:  # a damaged header can make Pillow raise anything
-            return ImageFailure("image_corrupt", f"{name}: {type(exc).__name__}: {exc}")
-        try:
-            with image:
-                checked = CheckedImage(image.format or "", image.width, image.height)
-                if checked.width * checked.height > MAX_PIXELS:
-                    return ImageFailure(
-                        "image_too_large",
-                        f"{name} is {checked.width}x{checked.height}, over the "
-                        f"{MAX_PIXELS:,}-pixel limit (decompression-bomb guard)",
-                    )
-                if deep:
-                    image.load()
-                elif checked.format == "PNG":
-                    image.verify()
-                elif checked.format == "JPEG":
-                    image.draft("RGB", (max(1, checked.width // 8), max(1, checked.height // 8)))
-                    image.load()
-                else:
-                    image.load()
-        except Exception as exc:
-            return ImageFailure(
-                "image_corrupt", f"{name} does not decode: {type(exc).__name__}: {exc}"
-            )
-    return checked
+    """Identify and check an image held in memory (`phi3v_data.images.inspect_image`, the
+    policy `phi3v validate` applies); `name` is used in messages only."""
+    check = inspect_image(data, name, deep, MAX_PIXELS)
+    if check.code is not None:
+        return ImageFailure(check.code, check.message)
+    return CheckedImage(check.format, check.width, check.height)
 
 
 def import_image_file(
@@ -138,7 +103,7 @@ def import_image_file(
     except FileNotFoundError:
         return ImageFailure("image_missing", f"{path} does not exist")
     except IsADirectoryError:
-        return ImageFailure("image_missing", f"{path} is a directory, not an image file")
+        return ImageFailure("image_not_file", f"{path} is a directory, not an image file")
     except OSError as exc:
         return ImageFailure("image_unreadable", f"{path} cannot be read: {exc.strerror}")
     checked = check_image_bytes(data, str(path), deep)

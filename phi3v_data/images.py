@@ -1,4 +1,8 @@
-"""Image file checks for `phi3v validate`: does the file exist, is it an image, does it decode.
+"""What is this image file (or these bytes) and is it usable: the one image policy.
+
+`phi3v validate` (`check_image`), `phi3v convert` (converters/images.py, on bytes read once),
+training's image loader and the report all judge images here: the same accepted formats,
+the same pixel guard, the same decode check, the same problem codes.
 
 A check never raises: every outcome is an `ImageCheck` with a problem code (or None)
 and the image size from its header, which the token budget needs. The default check is
@@ -11,6 +15,7 @@ bombs: a 100 kB PNG can declare 50,000 x 50,000 pixels).
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import warnings
@@ -73,24 +78,42 @@ def check_image(
         return ImageCheck("image_not_file", f"image {rel!r} is {kind}")
     if info.st_size == 0:
         return ImageCheck("image_empty", f"image {rel!r} is empty (0 bytes)")
+    check = inspect_image(str(resolved), f"image {rel!r}", deep, max_pixels)
+    if check.code is None:
+        return _with_extension_check(check, rel)
+    return check
+
+
+def inspect_image(
+    source: str | bytes, label: str, deep: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> ImageCheck:
+    """Identify and check an image file (a path) or image bytes; `label` names it in
+    messages. Never raises: a problem is an `ImageCheck` with its code."""
+    if isinstance(source, bytes) and not source:
+        return ImageCheck("image_empty", f"{label} is empty (0 bytes)")
     try:
-        return _decode_check(str(resolved), rel, deep, max_pixels)
+        return _decode_check(source, label, deep, max_pixels)
     except Exception as exc:  # a damaged file can make any decoder raise anything
-        return ImageCheck("image_corrupt", f"image {rel!r} does not decode: {_describe(exc)}")
+        return ImageCheck("image_corrupt", f"{label} does not decode: {_describe(exc)}")
 
 
-def _decode_check(path: str, rel: str, deep: bool, max_pixels: int) -> ImageCheck:
+def _decode_check(source: str | bytes, label: str, deep: bool, max_pixels: int) -> ImageCheck:
     # `max_pixels` decides, before any decoding: Pillow's own guard is off while the
     # (lazy, header-only) open runs, and on again for everything else in the process.
     pillow_limit = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
-        image = Image.open(path, formats=ACCEPTED_FORMATS)
+        image = Image.open(
+            io.BytesIO(source) if isinstance(source, bytes) else source, formats=ACCEPTED_FORMATS
+        )
     except UnidentifiedImageError:
-        with open(path, "rb") as stream:
-            head = stream.read(8)
+        if isinstance(source, bytes):
+            head = source[:8]
+        else:
+            with open(source, "rb") as stream:
+                head = stream.read(8)
         return ImageCheck(
-            "image_not_image", f"{rel!r} is not a JPEG/PNG/GIF/WEBP/BMP/TIFF image: starts {head!r}"
+            "image_not_image", f"{label} is not a JPEG/PNG/GIF/WEBP/BMP/TIFF image: starts {head!r}"
         )
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit
@@ -101,7 +124,7 @@ def _decode_check(path: str, rel: str, deep: bool, max_pixels: int) -> ImageChec
             if width * height > max_pixels:
                 return ImageCheck(
                     "image_too_large",
-                    f"image {rel!r} is {width}x{height} = {width * height:,} pixels,"
+                    f"{label} is {width}x{height} = {width * height:,} pixels,"
                     f" over the {max_pixels:,}-pixel limit (decompression-bomb guard)",
                     width,
                     height,
@@ -118,6 +141,12 @@ def _decode_check(path: str, rel: str, deep: bool, max_pixels: int) -> ImageChec
                 image.load()
             else:
                 image.load()
+    return ImageCheck(None, "", width, height, fmt)
+
+
+def _with_extension_check(check: ImageCheck, rel: str) -> ImageCheck:
+    """A usable image whose extension promises another format gets a warning."""
+    fmt = check.format
     warning = None
     expected = EXTENSION_FORMATS.get(os.path.splitext(rel)[1].lower())
     if expected != fmt:
@@ -130,7 +159,7 @@ def _decode_check(path: str, rel: str, deep: bool, max_pixels: int) -> ImageChec
         message = f"image {rel!r} holds {fmt} data but {promised}"
     else:
         message = ""
-    return ImageCheck(None, message, width, height, fmt, warning)
+    return ImageCheck(None, message, check.width, check.height, fmt, warning)
 
 
 def _describe(exc: BaseException) -> str:

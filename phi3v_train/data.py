@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from phi3v_data import dataset_dir
+from phi3v_data.images import ACCEPTED_FORMATS, DEFAULT_MAX_PIXELS
 from phi3v_data.jsonl import iter_records
 from phi3v_data.paths import PathProblem, resolve_image_path
 from phi3v_data.records import Record
@@ -111,9 +112,18 @@ def load_images(sample: Sample) -> list[Image.Image]:
         if isinstance(resolved, PathProblem):
             raise UnreadableImage(rel, resolved.message)
         try:
-            with Image.open(resolved) as opened:
+            # The validator's policy (phi3v_data.images): its formats and its pixel guard.
+            with Image.open(resolved, formats=ACCEPTED_FORMATS) as opened:
+                if opened.width * opened.height > DEFAULT_MAX_PIXELS:
+                    raise UnreadableImage(
+                        rel,
+                        f"{opened.width}x{opened.height} is over the {DEFAULT_MAX_PIXELS:,}-pixel"
+                        " limit (image_too_large)",
+                    )
                 images.append(opened.convert("RGB"))
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
+        except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice the limit
+            raise UnreadableImage(rel, f"{exc} (image_too_large)") from exc
+        except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise UnreadableImage(rel, f"{type(exc).__name__}: {exc}") from exc
     return images
 
