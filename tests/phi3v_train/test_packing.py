@@ -363,7 +363,7 @@ def test_packed_length_grouped_run_resumes_after_kill_with_the_same_losses(
     console = process.stderr.read().decode()
     process.stderr.close()
     # The pre-flight summary: tokens per step and padding, packed and length-grouped.
-    assert "tokens per step" in console and "--group-by-length" in console, console[-3000:]
+    assert "tokens per step" in console and "length-grouped" in console, console[-3000:]
     assert not (out / "train_summary.json").exists(), "the run finished before it was killed"
     assert json.loads((out / "run_config.json").read_text())["packing"] is True
 
@@ -380,15 +380,17 @@ def test_packed_length_grouped_run_resumes_after_kill_with_the_same_losses(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize(("mode", "grouped"), [("full", False), ("lora", False), ("full", True)])
 def test_two_packed_processes_match_one_padded(
-    tiny_model_dir: Path, colour_dir: Path, reference, tmp_path: Path, mode: str
+    tiny_model_dir: Path, colour_dir: Path, reference, tmp_path: Path, mode: str, grouped: bool
 ) -> None:
     """DDP under torchrun: 2 per device x 2 processes, each rank packing its own
-    micro-batch, against the padded one-process run (2 per device x 2 accumulation)."""
+    micro-batch, against the padded one-process run (2 per device x 2 accumulation); with
+    `--group-by-length` both ranks draw the same length-grouped order."""
     out = tmp_path / "run"
     args = ("train", "-d", colour_dir, "-m", tiny_model_dir, "-o", out, *FAST_CLI_ARGS)
     evaluate = ("--eval-steps", "2", "--eval-split", "val", "--eval-max-samples", "2")
+    grouping = ("--group-by-length",) if grouped else ()
     command = cli_command(
         *args,
         "--max-steps",
@@ -396,6 +398,7 @@ def test_two_packed_processes_match_one_padded(
         "--mode",
         mode,
         "--packing",
+        *grouping,
         *evaluate,
         "--max-new-tokens",
         "2",
@@ -404,4 +407,4 @@ def test_two_packed_processes_match_one_padded(
     done = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "terminate called" not in done.stderr
-    assert_same_training(out, reference(mode))
+    assert_same_training(out, reference(mode, group_by_length=grouped))
