@@ -2,9 +2,10 @@
 
 `init_model_dir(out, size)` writes a randomly initialised checkpoint directory in the
 official layout (config.json, safetensors, tokenizer files with the real special tokens and
-chat template, preprocessor_config.json), which every other part of phi3v loads like a
-downloaded `microsoft/Phi-3.5-vision-instruct`. Nothing here reads the network or
-`/work/shared`: the tiny tokenizer is built offline from a small text sample.
+chat template, preprocessor_config.json, processor_config.json, special_tokens_map.json,
+with the `auto_map` entries and key style of the released files), which every other part
+of phi3v loads like a downloaded `microsoft/Phi-3.5-vision-instruct`. Nothing here reads
+the network or `/work/shared`: the tiny tokenizer is built offline from a small text sample.
 """
 
 from __future__ import annotations
@@ -29,6 +30,19 @@ CHAT_TEMPLATE = (
     " + '<|end|>\n' }}{% endfor %}{% if add_generation_prompt and messages[-1]['role'] !="
     " 'assistant' %}{{- '<|assistant|>\n' -}}{% endif %}"
 )
+# The remote-code classes the released files name in their `auto_map` (the official code
+# and vLLM load through them when the `.py` files lie beside the config).
+CONFIG_AUTO_MAP = {
+    "AutoConfig": "configuration_phi3_v.Phi3VConfig",
+    "AutoModelForCausalLM": "modeling_phi3_v.Phi3VForCausalLM",
+}
+PROCESSOR_AUTO_MAP = {"AutoProcessor": "processing_phi3_v.Phi3VProcessor"}
+IMAGE_PROCESSOR_AUTO_MAP = {
+    "AutoImageProcessor": "processing_phi3_v.Phi3VImageProcessor",
+    **PROCESSOR_AUTO_MAP,
+}
+# As in the released tokenizer_config.json / special_tokens_map.json (`<|end|>` twice).
+ADDITIONAL_SPECIAL_TOKENS = ["<|system|>", "<|end|>", "<|user|>", "<|end|>"]
 IMAGE_MEAN = [0.48145466, 0.4578275, 0.40821073]
 IMAGE_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -186,10 +200,35 @@ def tiny_token_ids() -> dict[str, int]:
     return {content: tokenizer.token_to_id(content) for content, _, _ in SPECIAL_TOKENS}
 
 
-def tokenizer_config(model_max_length: int) -> dict:
+def _added_tokens(tokenizer) -> list[dict]:
+    """The added tokens of a `tokenizers.Tokenizer`, as in its tokenizer.json."""
+    return json.loads(tokenizer.to_str())["added_tokens"]
+
+
+def _token_flags(token: dict) -> dict:
+    """An added token in the keys and order transformers writes to its config files."""
     return {
+        "content": token["content"],
+        "lstrip": token["lstrip"],
+        "normalized": token["normalized"],
+        "rstrip": token["rstrip"],
+        "single_word": token["single_word"],
+    }
+
+
+def tokenizer_config(model_max_length: int, added_tokens: list[dict] | None = None) -> dict:
+    """tokenizer_config.json in the released style (sorted keys, `added_tokens_decoder`
+    from the tokenizer's added tokens, `auto_map`, `processor_class`)."""
+    decoder = {
+        str(token["id"]): {**_token_flags(token), "special": token["special"]}
+        for token in added_tokens or []
+    }
+    config = {
         "add_bos_token": True,
         "add_eos_token": False,
+        "added_tokens_decoder": decoder,
+        "additional_special_tokens": list(ADDITIONAL_SPECIAL_TOKENS),
+        "auto_map": dict(PROCESSOR_AUTO_MAP),
         "bos_token": "<s>",
         "chat_template": CHAT_TEMPLATE,
         "clean_up_tokenization_spaces": False,
@@ -198,22 +237,45 @@ def tokenizer_config(model_max_length: int) -> dict:
         "model_max_length": model_max_length,
         "pad_token": "<|endoftext|>",
         "padding_side": "right",
+        "processor_class": "Phi3VProcessor",
+        "sp_model_kwargs": {},
         "tokenizer_class": "LlamaTokenizer",
         "unk_token": "<unk>",
-        "additional_special_tokens": ["<|system|>", "<|end|>", "<|user|>"],
+        "use_default_system_prompt": False,
+    }
+    if not decoder:
+        del config["added_tokens_decoder"]
+    return config
+
+
+def special_tokens_map(added_tokens: list[dict]) -> dict:
+    """special_tokens_map.json in the released style (token dicts with their flags)."""
+    by_content = {token["content"]: token for token in added_tokens}
+    return {
+        "additional_special_tokens": list(ADDITIONAL_SPECIAL_TOKENS),
+        "bos_token": _token_flags(by_content["<s>"]),
+        "eos_token": _token_flags(by_content["<|endoftext|>"]),
+        "pad_token": _token_flags(by_content["<|endoftext|>"]),
+        "unk_token": _token_flags(by_content["<unk>"]),
     }
 
 
 def preprocessor_config(num_crops: int = 4) -> dict:
+    """preprocessor_config.json as released (with `auto_map`), for `num_crops`."""
     return {
+        "auto_map": dict(IMAGE_PROCESSOR_AUTO_MAP),
         "do_convert_rgb": True,
-        "image_mean": IMAGE_MEAN,
+        "image_mean": list(IMAGE_MEAN),
         "image_processor_type": "Phi3VImageProcessor",
-        "image_std": IMAGE_STD,
+        "image_std": list(IMAGE_STD),
         "num_crops": num_crops,
         "num_img_tokens": 144,
         "processor_class": "Phi3VProcessor",
     }
+
+
+def processor_config() -> dict:
+    return {"auto_map": dict(PROCESSOR_AUTO_MAP), "processor_class": "Phi3VProcessor"}
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -251,22 +313,16 @@ def init_model_dir(
     config.image_token_id = ids["<|image|>"]
     config.end_token_id = ids["<|end|>"]
     config.endoftext_token_id = ids["<|endoftext|>"]
+    # config.json names the remote code as the released one does.
+    config.passthrough = {"auto_map": dict(CONFIG_AUTO_MAP), **config.passthrough}
     torch.manual_seed(seed)
     model = build_model(config, dtype=getattr(torch, dtype))
     model.save_pretrained(out)
     tokenizer = build_tiny_tokenizer()
     tokenizer.save(str(out / "tokenizer.json"))
-    write_json(out / "tokenizer_config.json", tokenizer_config(131072))
-    write_json(
-        out / "special_tokens_map.json",
-        {
-            "bos_token": "<s>",
-            "eos_token": "<|endoftext|>",
-            "pad_token": "<|endoftext|>",
-            "unk_token": "<unk>",
-            "additional_special_tokens": ["<|system|>", "<|end|>", "<|user|>"],
-        },
-    )
+    added = _added_tokens(tokenizer)
+    write_json(out / "tokenizer_config.json", tokenizer_config(131072, added))
+    write_json(out / "special_tokens_map.json", special_tokens_map(added))
     write_json(out / "preprocessor_config.json", preprocessor_config(num_crops))
-    write_json(out / "processor_config.json", {"processor_class": "Phi3VProcessor"})
+    write_json(out / "processor_config.json", processor_config())
     return out

@@ -1,7 +1,10 @@
 """Load and save Phi-3.5-vision checkpoints in the official directory layout.
 
 Loading reads `config.json` and `model.safetensors` or the shards listed in
-`model.safetensors.index.json`, and is strict: every tensor of the model must be in the
+`model.safetensors.index.json`; a folder without safetensors may instead hold PyTorch
+`pytorch_model.bin` or the shards listed in `pytorch_model.bin.index.json` (what the
+original code saves under transformers 4.x), read with `torch.load(weights_only=True)`.
+Loading is strict either way: every tensor of the model must be in the
 files and every tensor in the files must belong to the model, with the documented
 exceptions of `KEY_EXCEPTIONS`; otherwise `CheckpointKeyError` lists the names. Saving
 writes the same layout and names, so a save/load round trip is bit-exact and tools that
@@ -12,9 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -29,6 +35,8 @@ CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
 WEIGHTS_NAME = "model.safetensors"
 INDEX_NAME = "model.safetensors.index.json"
+BIN_WEIGHTS_NAME = "pytorch_model.bin"
+BIN_INDEX_NAME = "pytorch_model.bin.index.json"
 
 _VISION = "model.vision_embed_tokens.img_processor.vision_model."
 # The one key map between checkpoint files and our modules. Module names equal the
@@ -69,30 +77,77 @@ class CheckpointKeyError(CheckpointError):
 
 
 def weight_files(path: Path) -> list[Path]:
-    """The safetensors files of a checkpoint directory, from the index when sharded."""
-    index = path / INDEX_NAME
-    if index.is_file():
-        weight_map = json.loads(index.read_text())["weight_map"]
-        files = sorted(set(weight_map.values()))
-        absent = [name for name in files if not (path / name).is_file()]
-        if absent:
-            raise CheckpointError(f"{index} lists shards that do not exist: {', '.join(absent)}")
-        return [path / name for name in files]
-    if (path / WEIGHTS_NAME).is_file():
-        return [path / WEIGHTS_NAME]
+    """The weight files of a checkpoint directory, from the index when sharded.
+
+    Safetensors when the folder has them; otherwise PyTorch `.bin` (single or sharded)."""
+    for index_name, single_name in ((INDEX_NAME, WEIGHTS_NAME), (BIN_INDEX_NAME, BIN_WEIGHTS_NAME)):
+        index = path / index_name
+        if index.is_file():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (json.JSONDecodeError, KeyError, TypeError) as error:
+                raise CheckpointError(f"{index}: not a weight index ({error})") from error
+            files = sorted(set(weight_map.values()))
+            absent = [name for name in files if not (path / name).is_file()]
+            if absent:
+                raise CheckpointError(
+                    f"{index} lists shards that do not exist: {', '.join(absent)}"
+                )
+            return [path / name for name in files]
+        if (path / single_name).is_file():
+            return [path / single_name]
     found = (
         ", ".join(sorted(p.name for p in path.iterdir())) if path.is_dir() else "not a directory"
     )
     raise CheckpointError(
-        f"no safetensors weights in {path}: expected {WEIGHTS_NAME} or {INDEX_NAME} (found: {found});"
-        " PyTorch .bin checkpoints are not supported, convert them to safetensors first"
+        f"no weights in {path}: expected {WEIGHTS_NAME} or {INDEX_NAME} (safetensors), or"
+        f" {BIN_WEIGHTS_NAME} or {BIN_INDEX_NAME} (PyTorch) (found: {found})"
     )
+
+
+class _BinReader:
+    """A PyTorch `.bin` state dict behind the two calls `load_model` makes of `safe_open`."""
+
+    def __init__(self, file: Path) -> None:
+        try:
+            try:
+                # mmap: tensors are paged in when copied, not all read up front (zip format).
+                state = torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError:  # the legacy (pre-zip) format cannot be memory-mapped
+                state = torch.load(file, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            raise CheckpointError(f"{file}: cannot read PyTorch weights ({error})") from error
+        if not isinstance(state, dict) or not all(
+            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()
+        ):
+            raise CheckpointError(f"{file}: not a state dict of named tensors")
+        self.state: dict[str, torch.Tensor] = state
+
+    def keys(self) -> list[str]:
+        return list(self.state)
+
+    def get_tensor(self, name: str) -> torch.Tensor:
+        return self.state[name]
+
+
+@contextmanager
+def _open_weights(file: Path) -> Iterator[Any]:
+    """A reader with `keys()` and `get_tensor(name)` for a safetensors or `.bin` file."""
+    if file.name.endswith(".bin"):
+        reader = _BinReader(file)
+        try:
+            yield reader
+        finally:
+            reader.state.clear()
+        return
+    with safe_open(file, framework="pt") as reader:
+        yield reader
 
 
 def checkpoint_keys(files: list[Path]) -> dict[str, Path]:
     keys: dict[str, Path] = {}
     for file in files:
-        with safe_open(file, framework="pt") as reader:
+        with _open_weights(file) as reader:
             for key in reader.keys():  # noqa: SIM118 - safe_open is not a mapping
                 keys[key] = file
     return keys
@@ -179,7 +234,7 @@ def load_model(
     mismatched = []
     with torch.no_grad():
         for file, model_keys in by_file.items():
-            with safe_open(file, framework="pt") as reader:
+            with _open_weights(file) as reader:
                 for model_key in model_keys:
                     tensor = reader.get_tensor(reverse[model_key])
                     target = state[model_key]
@@ -263,7 +318,15 @@ def save_model(
     }
     with atomic_write(path / GENERATION_CONFIG_NAME, "w") as handle:
         handle.write(json.dumps(generation, indent=2) + "\n")
-    for stale in [path / WEIGHTS_NAME, path / INDEX_NAME, *path.glob("model-*-of-*.safetensors")]:
+    stale_files = [
+        path / WEIGHTS_NAME,
+        path / INDEX_NAME,
+        *path.glob("model-*-of-*.safetensors"),
+        path / BIN_WEIGHTS_NAME,
+        path / BIN_INDEX_NAME,
+        *path.glob("pytorch_model-*-of-*.bin"),
+    ]
+    for stale in stale_files:
         stale.unlink(missing_ok=True)
     shards = list(_shards(state, _parse_size(max_shard_size)))
     metadata = {"format": "pt"}

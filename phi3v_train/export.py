@@ -2,13 +2,18 @@
 
 From a LoRA/QLoRA adapter folder (`--merge-lora`): the base model is loaded in full
 precision, the adapter merged into its weights, and the result saved with the
-processor files. From a full checkpoint: re-saved (e.g. in another dtype).
+processor files. From a full checkpoint: re-saved (e.g. in another dtype). Either way the
+folder gets the remote-code `*.py` and the original processor/tokenizer files byte for byte
+(`phi3v_train.model_files`): from the adapter's base, or from the checkpoint itself.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
+
+from phi3v_train.model_files import PREPROCESSOR_CONFIG, copy_companion_files, has_tokenizer_files
 
 
 class ExportError(ValueError):
@@ -42,10 +47,14 @@ def export_checkpoint(
         # Merge in fp32 (also for QLoRA adapters: the base is read unquantised).
         model = Phi3VForCausalLM.from_pretrained(base, dtype=torch.float32)
         model = PeftModel.from_pretrained(model, str(model_dir)).merge_and_unload()
-        processor_dir = model_dir if (model_dir / "tokenizer.json").is_file() else base
+        # Remote code and processor files come from the base, with the adapter's num_crops.
+        files_dir = Path(base)
+        processor_dir = model_dir if (model_dir / "tokenizer.json").is_file() else files_dir
+        num_crops = _num_crops(model_dir)
     elif (model_dir / "config.json").is_file():
         model = Phi3VForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        processor_dir = model_dir
+        files_dir = processor_dir = model_dir
+        num_crops = None
     else:
         raise ExportError(f"{model_dir}: neither a checkpoint (config.json) nor an adapter")
     model.to(compute_dtype(dtype_name))
@@ -53,8 +62,20 @@ def export_checkpoint(
     if staging.exists():
         shutil.rmtree(staging)
     model.save_pretrained(staging)
-    Phi3VProcessor.from_pretrained(processor_dir).save_pretrained(staging)
+    processor = (
+        None if has_tokenizer_files(files_dir) else Phi3VProcessor.from_pretrained(processor_dir)
+    )
+    copy_companion_files(files_dir, staging, num_crops, processor=processor)
     if out.exists():
         shutil.rmtree(out)
     staging.rename(out)
     return out
+
+
+def _num_crops(folder: Path) -> int | None:
+    """The `num_crops` recorded in a folder's preprocessor_config.json, if any."""
+    path = folder / PREPROCESSOR_CONFIG
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get("num_crops")
+    return value if isinstance(value, int) else None

@@ -29,7 +29,7 @@ def init_model(
     out: Annotated[
         Path,
         typer.Argument(
-            help="Directory to write (config.json, safetensors, tokenizer, preprocessor).",
+            help="Directory to write (config.json, safetensors, tokenizer and processor files).",
             show_default=False,
         ),
     ],
@@ -57,7 +57,9 @@ def init_model(
 
     The directory loads like a downloaded microsoft/Phi-3.5-vision-instruct (no remote code):
     use it for tests, `make demo` and benchmarks. Its tokenizer is a small offline one with
-    the real special tokens and chat template.
+    the real special tokens and chat template; config.json, tokenizer_config.json,
+    special_tokens_map.json, preprocessor_config.json and processor_config.json are written
+    in the released files' style, `auto_map` included.
     """
     from phi3v_train.builders import init_model_dir
 

@@ -39,6 +39,7 @@ from phi3v_train.distributed import (
     shutdown,
     world_size,
 )
+from phi3v_train.model_files import copy_companion_files
 from phi3v_train.trainer import (
     TRAIN_LOG_NAME,
     JsonlLogCallback,
@@ -424,7 +425,8 @@ def _task_evaluator(config: TrainConfig, processor, eval_samples: list[Sample]):
 
 
 def save_final(trainer, config: TrainConfig, processor) -> None:
-    """Final model (+ processor) into the output folder: written aside, then moved in."""
+    """Final model (or adapter) into the output folder: written aside, then moved in, with
+    the base's remote code and processor/tokenizer files (`copy_companion_files`)."""
     staging = config.output_dir / ".final.tmp"
     if is_main_process() and staging.exists():
         shutil.rmtree(staging)
@@ -432,7 +434,7 @@ def save_final(trainer, config: TrainConfig, processor) -> None:
     trainer.save_model(str(staging))  # every rank: ZeRO-3 gathers the weights here
     barrier()
     if is_main_process():
-        processor.save_pretrained(staging)
+        copy_companion_files(config.model, staging, config.num_crops, processor=processor)
         for item in sorted(staging.iterdir()):
             target = config.output_dir / item.name
             if target.is_dir():

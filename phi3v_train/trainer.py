@@ -182,11 +182,17 @@ class Phi3VTrainer(Trainer):
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     def _save_checkpoint(self, model, trial) -> None:
+        from phi3v_train.model_files import copy_companion_files
+
         super()._save_checkpoint(model, trial)
         output_dir = Path(self.args.output_dir)
         checkpoint = output_dir / f"checkpoint-{self.state.global_step}"
         barrier()  # every rank has written its shards (optimizer, RNG state)
         if self.args.should_save:
+            # The base's remote code and original processor files replace the ones the
+            # Trainer saved (the processor's own save stays only if the base has none).
+            config = self.run_config
+            copy_companion_files(config.model, checkpoint, config.num_crops)
             (checkpoint / COMPLETE_MARKER).write_text(f"{self.state.global_step}\n")
             rotate_checkpoints(output_dir, self.run_config.save_total_limit)
         barrier()

@@ -41,3 +41,36 @@ def test_init_model_refuses_bad_num_crops_and_existing_checkpoints(
     assert result.exit_code == 2 and "between 1 and 16" in result.output
     result = runner.invoke(app, ["init-model", str(tiny_model_dir)])
     assert result.exit_code == 2 and "--force" in result.output
+
+
+def test_init_model_writes_the_official_file_style(tmp_path: Path, real_assets: Path) -> None:
+    """Same keys, auto_map entries and processor settings as the released files (the
+    tokenizer itself is the small offline one, so its ids differ)."""
+    out = tmp_path / "tiny"
+    result = runner.invoke(app, ["init-model", str(out)])
+    assert result.exit_code == 0, result.output
+
+    def read(folder: Path, name: str) -> dict:
+        return json.loads((folder / name).read_text())
+
+    config = read(out, "config.json")
+    assert config["auto_map"] == read(real_assets, "config.json")["auto_map"]
+    # preprocessor_config.json and processor_config.json equal the released ones.
+    for name in ("preprocessor_config.json", "processor_config.json"):
+        assert read(out, name) == read(real_assets, name), name
+        assert list(read(out, name)) == list(read(real_assets, name)), name
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        ours, real = read(out, name), read(real_assets, name)
+        assert list(ours) == list(real), name
+    ours, real = read(out, "tokenizer_config.json"), read(real_assets, "tokenizer_config.json")
+    for key in real:
+        if key != "added_tokens_decoder":
+            assert ours[key] == real[key], key
+    tokenizer = json.loads((out / "tokenizer.json").read_text())
+    assert ours["added_tokens_decoder"] == {
+        str(t["id"]): {k: t[k] for k in sorted(t) if k != "id"} for t in tokenizer["added_tokens"]
+    }
+    special = read(out, "special_tokens_map.json")
+    assert special == read(real_assets, "special_tokens_map.json")
+    processor = Phi3VProcessor.from_pretrained(out)
+    assert processor.tokenizer.convert_ids_to_tokens(processor.end_token_id) == "<|end|>"
