@@ -170,8 +170,8 @@ def test_ctrl_c_says_where_the_run_stands_and_how_to_resume(
     text = " ".join(output.split())
     assert "stopped at step" in text and "rerun the same command with --resume auto" in text
     assert "Traceback" not in output
-    complete = sorted(p.parent.name for p in out.glob("checkpoint-*/COMPLETE"))
-    assert complete and f"{complete[-1]} is complete" in text
+    steps = sorted(int(p.parent.name.split("-")[1]) for p in out.glob("checkpoint-*/COMPLETE"))
+    assert steps and f"checkpoint-{steps[-1]} is complete" in text
 
 
 def test_jsonl_files_train_with_eval_files(
