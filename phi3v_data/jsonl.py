@@ -29,7 +29,7 @@ def _current_umask() -> int:
 
 
 # mkstemp creates 0600 files; finished files get the usual permissions instead.
-_FILE_MODE = 0o666 & ~_current_umask()
+FILE_MODE = 0o666 & ~_current_umask()
 
 
 @dataclass(slots=True)
@@ -118,7 +118,7 @@ def atomic_write(path: str | Path, mode: str = "wb", fsync: bool = True) -> Iter
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, _FILE_MODE)
+        os.fchmod(fd, FILE_MODE)
         encoding = None if "b" in mode else "utf-8"
         with os.fdopen(fd, mode, encoding=encoding) as stream:
             yield stream

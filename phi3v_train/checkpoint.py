@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from transformers import __version__ as transformers_version
 from transformers.initialization import no_init_weights
 
-from phi3v_data.jsonl import atomic_write
+from phi3v_data.jsonl import FILE_MODE, atomic_write
 from phi3v_train.configuration import Phi3VConfig
 
 CONFIG_NAME = "config.json"
@@ -349,4 +349,5 @@ def save_model(
 def _save_atomic(tensors: dict[str, torch.Tensor], target: Path, metadata: dict[str, str]) -> None:
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     save_file(tensors, str(temporary), metadata=metadata)
+    os.chmod(temporary, FILE_MODE)  # safetensors creates 0600 files; ours are like the rest
     os.replace(temporary, target)

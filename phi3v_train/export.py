@@ -26,9 +26,13 @@ def export_checkpoint(
     *,
     merge_lora: bool = False,
     base_model: Path | None = None,
-    dtype_name: str = "fp32",
+    dtype_name: str | None = None,
 ) -> Path:
-    """Write `out` (official layout + processor files); returns `out`."""
+    """Write `out` (official layout + processor files); returns `out`.
+
+    `dtype_name` (fp32 | bf16 | fp16): the saved weights' dtype; None keeps the base
+    checkpoint's (the release is bf16: an fp32 export would be twice its size).
+    """
     import torch
 
     from phi3v_train.evaluate import adapter_base
@@ -57,7 +61,7 @@ def export_checkpoint(
         num_crops = None
     else:
         raise ExportError(f"{model_dir}: neither a checkpoint (config.json) nor an adapter")
-    model.to(compute_dtype(dtype_name))
+    model.to(compute_dtype(dtype_name or checkpoint_dtype(trained_from(model_dir, files_dir))))
     staging = out.with_name(f".{out.name}.tmp")
     if staging.exists():
         shutil.rmtree(staging)
@@ -70,6 +74,27 @@ def export_checkpoint(
         shutil.rmtree(out)
     staging.rename(out)
     return out
+
+
+def trained_from(model_dir: Path, default: Path) -> Path:
+    """The base checkpoint a `phi3v train` run started from (its run_config.json), else
+    `default`."""
+    try:
+        base = Path(json.loads((model_dir / "run_config.json").read_text())["model"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default
+    return base if (base / "config.json").is_file() else default
+
+
+def checkpoint_dtype(folder: Path) -> str:
+    """The dtype a checkpoint folder's config.json records (`torch_dtype`/`dtype`), as
+    fp32 | bf16 | fp16; fp32 when it records none."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "fp32"
+    recorded = str(config.get("torch_dtype") or config.get("dtype") or "float32")
+    return {"bfloat16": "bf16", "float16": "fp16"}.get(recorded, "fp32")
 
 
 def _num_crops(folder: Path) -> int | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -30,14 +30,19 @@ def export(
         Path | None,
         typer.Option(help="Base checkpoint of the adapter (default: from adapter_config.json)."),
     ] = None,
-    dtype: Annotated[str, typer.Option(help="fp32 | bf16 | fp16 for the saved weights.")] = "fp32",
+    dtype: Annotated[
+        Literal["fp32", "bf16", "fp16"] | None,
+        typer.Option(
+            help="dtype of the saved weights. Default: the base checkpoint's (bf16 for the"
+            " release; fp32 doubles the size).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     from phi3v_train.evaluate import ModelLoadError
     from phi3v_train.export import ExportError, export_checkpoint
 
     console = Console(stderr=True)
-    if dtype not in ("fp32", "bf16", "fp16"):
-        raise typer.BadParameter("choose fp32, bf16 or fp16", param_hint="--dtype")
     try:
         written = export_checkpoint(
             model, out, merge_lora=merge_lora, base_model=base_model, dtype_name=dtype
@@ -45,7 +50,18 @@ def export(
     except (ExportError, ModelLoadError) as exc:
         console.print(f"[red]phi3v export:[/] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
-    console.print(f"[green]exported[/] {written}")
+    from phi3v_train.export import checkpoint_dtype
+
+    size = sum(f.stat().st_size for f in written.glob("*.safetensors")) / 1e9
+    served = (
+        ": loads with the official code (trust_remote_code) and vLLM"
+        if any(written.glob("*.py"))
+        else " (the base had no remote-code *.py files to carry over)"
+    )
+    console.print(
+        f"[green]done[/]: {escape(str(written))} ({checkpoint_dtype(written)} weights, "
+        f"{size:.2f} GB){served}"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -149,6 +149,9 @@ def test_export_merges_lora_into_an_official_checkpoint(
         load_file(tiny_model_dir / "model.safetensors")
     )
     assert (merged / "tokenizer.json").is_file() and (merged / "preprocessor_config.json").is_file()
+    # The base's dtype (the tiny base is fp32), said once; weights readable like every file.
+    assert "(fp32 weights," in " ".join(result.output.split())
+    assert (merged / "model.safetensors").stat().st_mode & 0o777 == 0o644
 
     sample = load_samples([colour_dir / "colours_val.jsonl"])[0]
     adapter_model, processor = load_for_inference(lora_run)
@@ -325,3 +328,17 @@ def test_eval_uses_the_image_layout_the_run_trained_with(tmp_path: Path) -> None
     assert trained_image_layout(tmp_path) == "seed"  # not a run folder: the default
     (tmp_path / "run_config.json").write_text(json.dumps({"image_layout": "per-line"}))
     assert trained_image_layout(tmp_path) == "per-line"
+
+
+def test_export_keeps_the_dtype_of_the_run_base(tmp_path: Path) -> None:
+    from phi3v_train.export import checkpoint_dtype, trained_from
+
+    base, run = tmp_path / "base", tmp_path / "run"
+    base.mkdir()
+    run.mkdir()
+    (base / "config.json").write_text(json.dumps({"torch_dtype": "bfloat16"}))
+    (run / "config.json").write_text(json.dumps({"torch_dtype": "float32"}))
+    (run / "run_config.json").write_text(json.dumps({"model": str(base)}))
+    assert checkpoint_dtype(trained_from(run, run)) == "bf16"  # the release's, not fp32
+    assert checkpoint_dtype(trained_from(base, base)) == "bf16"
+    assert checkpoint_dtype(tmp_path) == "fp32"  # nothing recorded
