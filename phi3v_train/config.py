@@ -10,8 +10,11 @@ checkpoints, so every run can be reproduced from its output directory.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
+import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,8 +48,11 @@ class TrainConfig:
 
     model: Path
     output_dir: Path
-    data_dir: Path | None = None
+    # Converted folders (repeat -d): each one's --split is a data set of the run, as is
+    # each of `train_files`; `mix` weighs them ("KEY=WEIGHT,..."; see phi3v_train.mixing).
+    data_dir: tuple[Path, ...] = ()
     train_files: tuple[Path, ...] = ()
+    mix: str | None = None
     image_root: Path | None = None
     split: str = "train"
     eval_split: str | None = None
@@ -97,6 +103,14 @@ class TrainConfig:
     workers: int = 0
     skip_validation: bool = False
 
+    def __post_init__(self) -> None:
+        # One typed value per field from what code, the command line, a --config file or
+        # run_config.json give (a path as a string, a list for a tuple, one folder for
+        # data_dir, "a,b" for lora_targets, 1 for a float...).
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            object.__setattr__(self, field.name, coerce_field(field.name, value))
+
     @property
     def effective_lora_alpha(self) -> int:
         return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_rank
@@ -140,12 +154,21 @@ class TrainConfig:
                 "sharded by ZeRO. Use DDP (plain torchrun) for QLoRA."
             )
         found += model_dir_problems(self.model)
-        if self.eval_split is not None and self.data_dir is None:
+        if self.eval_split is not None and not self.data_dir:
             found.append("--eval-split needs --data-dir; with JSONL files pass --eval-files FILE")
-        if self.data_dir is None and not self.train_files:
+        if not self.data_dir and not self.train_files:
             found.append(
                 "no training data: pass --data-dir OUT (a converted folder) or JSONL files"
             )
+        if self.mix is not None:
+            from phi3v_train.mixing import MixError, parse_mix
+
+            try:
+                parse_mix(self.mix)
+            except MixError as exc:
+                found.append(str(exc))
+            if len(self.data_dir) + len(self.train_files) < 2:
+                found.append("--mix needs several data sets: repeat -d (or give JSONL files)")
         if self.image_layout not in IMAGE_LAYOUTS:
             found.append(f"--image-layout must be one of {', '.join(IMAGE_LAYOUTS)}")
         try:
@@ -183,14 +206,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        kwargs = dict(data)
-        for name in ("model", "output_dir", "data_dir", "image_root"):
-            if kwargs.get(name) is not None:
-                kwargs[name] = Path(kwargs[name])
-        for name in ("train_files", "eval_files"):
-            kwargs[name] = tuple(Path(p) for p in kwargs.get(name, ()))
-        kwargs["lora_targets"] = tuple(kwargs.get("lora_targets", LANGUAGE_LORA_TARGETS))
-        return cls(**kwargs)
+        """From `to_dict` output (run_config.json; older ones with one `data_dir` too)."""
+        return cls(**data)
 
 
 _HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -218,6 +235,70 @@ def model_dir_problems(model: Path, flag: str = "--model") -> list[str]:
             "init-model` output"
         ]
     return []
+
+
+@functools.cache
+def field_types() -> dict[str, Any]:
+    """TrainConfig field name -> its type (resolved annotation)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def coerce_field(name: str, value: Any) -> Any:
+    """`value` as TrainConfig field `name` holds it.
+
+    Raises:
+        ConfigError: a value of the wrong kind, naming the flag.
+    """
+    try:
+        return _coerce(field_types()[name], value, name)
+    except (TypeError, ValueError):
+        flag = "--" + name.replace("_", "-")
+        raise ConfigError(f"{flag}: {value!r} is not a valid value") from None
+
+
+def _coerce(kind: Any, value: Any, name: str) -> Any:
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (types.UnionType, typing.Union):
+        if value is None:
+            return None
+        inner = next(arg for arg in args if arg is not type(None))
+        return _coerce(inner, value, name)
+    if origin is tuple:
+        item = args[0]
+        if value is None:
+            items: list[Any] = []
+        elif isinstance(value, str | Path):
+            text = str(value)
+            items = [value] if item is Path else [v.strip() for v in text.split(",") if v.strip()]
+        elif isinstance(value, list | tuple):
+            items = list(value)
+        else:
+            raise TypeError(name)
+        return tuple(_coerce(item, v, name) for v in items)
+    if kind is Path:
+        if isinstance(value, str | Path) and str(value):
+            return Path(value)
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return int(value)
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        if name == "mix" and isinstance(value, dict):  # {docvqa: 0.7, ucf101: 0.3}
+            return ",".join(f"{key}={weight}" for key, weight in value.items())
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+    raise TypeError(name)
 
 
 def _jsonable(value: Any) -> Any:

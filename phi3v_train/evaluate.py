@@ -255,13 +255,22 @@ def _failed(sample: Sample, metric: str, error: str) -> Prediction:
 
 
 def summarize(predictions: Sequence[Prediction]) -> dict[str, Any]:
-    """Mean score per metric over scored predictions; counts of scored, unscored (no gold
-    answer) and failed (unreadable image) ones."""
+    """Mean score per metric over scored predictions (`accuracy`, `anls`); per record
+    source (`accuracy/ucf101`, `anls/docvqa`: each source's metric) and `mean`, the mean
+    of the per-source values (each source counts once, whatever its size); counts of
+    scored, unscored (no gold answer) and failed (unreadable image) ones."""
     by_metric: dict[str, list[float]] = {}
+    by_source: dict[str, list[float]] = {}
     for prediction in predictions:
         if prediction.score is not None:
             by_metric.setdefault(prediction.metric, []).append(prediction.score)
+            key = f"{prediction.metric}/{prediction.source}"
+            by_source.setdefault(key, []).append(prediction.score)
     summary: dict[str, Any] = {name: sum(v) / len(v) for name, v in sorted(by_metric.items())}
+    per_source = {name: sum(v) / len(v) for name, v in sorted(by_source.items())}
+    summary.update(per_source)
+    if per_source:
+        summary["mean"] = sum(per_source.values()) / len(per_source)
     summary["scored"] = sum(len(v) for v in by_metric.values())
     summary["unscored"] = sum(1 for p in predictions if p.score is None and p.error is None)
     summary["failed"] = sum(1 for p in predictions if p.error is not None)

@@ -39,6 +39,16 @@ from phi3v_train.distributed import (
     shutdown,
     world_size,
 )
+from phi3v_train.mixing import (
+    MixError,
+    MixSampler,
+    eval_data_files,
+    interleave_by_source,
+    load_parts,
+    mix_report,
+    part_weights,
+    plan_parts,
+)
 from phi3v_train.model_files import copy_companion_files
 from phi3v_train.trainer import (
     TRAIN_LOG_NAME,
@@ -76,11 +86,12 @@ class TrainResult:
 
 
 def data_files(config: TrainConfig, split: str | None, explicit: tuple[Path, ...]) -> list[Path]:
+    """`explicit` files, else `split` of every --data-dir folder."""
     if explicit:
         return list(explicit)
-    if config.data_dir is None or split is None:
+    if not config.data_dir or split is None:
         return []
-    return split_files(config.data_dir, split)
+    return [path for folder in config.data_dir for path in split_files(folder, split)]
 
 
 # Problems the training run itself handles (and counts): a sample over --max-length is
@@ -88,8 +99,13 @@ def data_files(config: TrainConfig, split: str | None, explicit: tuple[Path, ...
 HANDLED_AT_TRAINING = frozenset({"token_budget"})
 
 
-def preflight(config: TrainConfig, files: list[Path], console=None) -> dict[str, Any]:
+def preflight(
+    config: TrainConfig, files: list[Path], console=None, several_sets: bool = False
+) -> dict[str, Any]:
     """Validate `files` at the run's num_crops and max-length; return the data statistics.
+
+    `several_sets`: the files come from several data sets, whose ids need only be unique
+    within each one (a record id repeated in a file of another folder is no error).
 
     Raises:
         PreflightError: when the validator finds errors (unless `--skip-validation`).
@@ -107,7 +123,11 @@ def preflight(config: TrainConfig, files: list[Path], console=None) -> dict[str,
     )
     report = validate_paths(files, options)
     fatal = [
-        p for p in report.problems if p.severity == "error" and p.code not in HANDLED_AT_TRAINING
+        p
+        for p in report.problems
+        if p.severity == "error"
+        and p.code not in HANDLED_AT_TRAINING
+        and not (several_sets and _id_of_another_folder(p))
     ]
     if fatal and not config.skip_validation:
         shown = [f"  {p.location}: [{p.code}] {p.message}" for p in fatal[:20]]
@@ -153,6 +173,14 @@ def batching_report(
     report["packing"] = config.packing
     report["group_by_length"] = config.group_by_length
     return report
+
+
+def _id_of_another_folder(problem) -> bool:
+    """A duplicate_id problem whose first use is in a file of another folder."""
+    if problem.code != "duplicate_id" or " is already used at " not in problem.message:
+        return False
+    first = problem.message.rsplit(" is already used at ", 1)[1].rsplit(":", 1)[0]
+    return Path(first).parent.resolve() != Path(problem.file).parent.resolve()
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -271,20 +299,27 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         config.batch_size, config.per_device_batch_size, world_size()
     )
     precision = resolve_precision(config.precision)
-    train_files = data_files(config, config.split, config.train_files)
-    eval_files = data_files(config, config.eval_split, config.eval_files)
+    planned = plan_parts(config.data_dir, config.split, config.train_files)
+    train_files = [path for part in planned for path in part.files]
+    eval_files = eval_data_files(config.data_dir, config.eval_split, config.eval_files)
     if config.eval_steps is not None and not eval_files:
         raise ConfigError(
             "--eval-steps needs evaluation data: pass --eval-split (e.g. val) with --data-dir,"
             " or --eval-files FILE"
         )
+    samples, parts = load_parts(planned, config.image_root)
+    try:
+        weights = part_weights(parts, config.mix)
+    except MixError as exc:
+        raise ConfigError(str(exc)) from None
     config.output_dir.mkdir(parents=True, exist_ok=True)
     resume = resume_checkpoint(config)
 
     stats: dict[str, Any] = {}
     if is_main_process() and not config.skip_validation:
-        stats = preflight(config, train_files + eval_files, console)
-    samples = load_samples(train_files, config.image_root)
+        stats = preflight(config, train_files + eval_files, console, len(parts) > 1)
+    if len(parts) > 1:
+        stats["datasets"] = mix_report(parts, weights, config.batch_size)
     eval_samples = load_samples(eval_files, config.image_root) if eval_files else []
 
     set_seed(config.seed)
@@ -296,6 +331,16 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         from phi3v_train.packing import sample_lengths
 
         train_lengths = sample_lengths(samples, processor, config.max_length)
+    mix_sampler = None
+    if len(parts) > 1:  # several data sets: each step's samples by weight, seeded
+        mix_sampler = MixSampler(
+            [part.size for part in parts],
+            weights,
+            config.batch_size,
+            config.seed,
+            lengths=train_lengths,
+            micro_batch=config.per_device_batch_size,
+        )
     batching = None
     if is_main_process():
         batching = batching_report(
@@ -357,6 +402,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
         run_config=config,
         task_evaluator=_task_evaluator(config, processor, eval_samples) if eval_samples else None,
         train_lengths=train_lengths,
+        train_sampler=mix_sampler,
     )
     trainer.remove_callback(PrinterCallback)  # logs go to train_log.jsonl and the progress bar
     output = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
@@ -388,6 +434,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
             "skipped_samples": result.skipped,
             "resumed_from": result.resumed_from,
             "batching": batching,
+            "datasets": stats.get("datasets"),
         }
         atomic_write_bytes(
             config.output_dir / SUMMARY_NAME, (json.dumps(summary, indent=2) + "\n").encode()
@@ -399,7 +446,8 @@ def _task_evaluator(config: TrainConfig, processor, eval_samples: list[Sample]):
     """Generation metric on (at most `--eval-max-samples`) eval samples, sharded over ranks."""
     from phi3v_train.evaluate import gather_predictions, generate_answers, shard, summarize
 
-    chosen = eval_samples[: config.eval_max_samples]
+    # Every source gets its turn within the first --eval-max-samples.
+    chosen = interleave_by_source(eval_samples)[: config.eval_max_samples]
 
     def evaluate(model) -> dict[str, float]:
         samples = shard(chosen, rank(), world_size())
@@ -517,6 +565,14 @@ def print_start_summary(
         f"gradient checkpointing {'on' if config.gradient_checkpointing else 'off'})",
     )
     table.add_row("samples", f"{samples} train, {eval_samples} eval")
+    for row in stats.get("datasets") or ():
+        source = f" ({row['source']})" if row["source"] and row["source"] != row["name"] else ""
+        table.add_row(
+            f"  {row['name']}{source}",
+            f"{row['samples']} samples: {row['share']:.1%} of each step's samples "
+            f"(~{row['per_step']:g} of {config.batch_size}), "
+            f"{row['passes_per_epoch']:g} pass(es) over it per epoch",
+        )
     tokens = stats.get("tokens", {})
     if tokens.get("samples"):
         exact = "exact" if tokens.get("exact") else "estimated"

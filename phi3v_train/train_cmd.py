@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -33,32 +34,63 @@ complete checkpoint with exactly the losses of an uninterrupted run."""
 
 
 def train(
-    files: Annotated[
+    ctx: typer.Context,
+    train_files: Annotated[
         list[Path] | None,
-        typer.Argument(help="JSONL files to train on (instead of --data-dir).", show_default=False),
+        typer.Argument(
+            metavar="FILES",
+            help="JSONL files to train on (each one a data set, like a --data-dir).",
+            show_default=False,
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Settings from a YAML file (keys: the long flag names, with - or _; lists"
+            " for repeated flags); flags on the command line win. A run's run_config.json"
+            " is one: --config RUN/run_config.json -o NEW repeats the run.",
+            exists=True,
+            dir_okay=False,
+        ),
     ] = None,
     data_dir: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--data-dir",
             "-d",
-            help="A folder written by `phi3v convert`.",
+            help="A folder written by `phi3v convert`; repeat for several data sets.",
             exists=True,
             file_okay=False,
         ),
     ] = None,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            help="Several data sets: each one's share of every step's samples, e.g."
+            " docvqa=0.7,ucf101=0.3 (keys: the source or the folder/file name). Default:"
+            " by size.",
+        ),
+    ] = None,
     model: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--model",
             "-m",
             help="Checkpoint folder in the official layout (the downloaded "
-            "Phi-3.5-vision-instruct, or `phi3v init-model` output).",
+            "Phi-3.5-vision-instruct, or `phi3v init-model` output). Required.",
+            show_default=False,
         ),
-    ] = ...,  # type: ignore[assignment]
+    ] = None,
     output_dir: Annotated[
-        Path, typer.Option("--output-dir", "-o", help="Run folder: checkpoints, logs, final model.")
-    ] = ...,  # type: ignore[assignment]
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            help="Run folder: checkpoints, logs, final model. Required.",
+            show_default=False,
+        ),
+    ] = None,
     image_root: Annotated[
         Path | None,
         typer.Option(help="Image root for JSONL files (default: images/ beside each file)."),
@@ -134,11 +166,17 @@ def train(
     learning_rate: Annotated[
         float, typer.Option("--learning-rate", "--lr", help="Language model LR.")
     ] = 4e-5,
-    vision_lr: Annotated[
-        float | None, typer.Option(help="Vision tower LR (default: --lr).")
+    vision_learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--vision-lr", "--vision-learning-rate", help="Vision tower LR (default: --lr)."
+        ),
     ] = None,
-    projector_lr: Annotated[
-        float | None, typer.Option(help="Projector LR (default: --lr).")
+    projector_learning_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--projector-lr", "--projector-learning-rate", help="Projector LR (default: --lr)."
+        ),
     ] = None,
     warmup_steps: Annotated[
         int | None, typer.Option(help="Warm-up steps (default: 50, at most 10 % of the run).")
@@ -219,75 +257,45 @@ def train(
 ) -> None:
     from phi3v_train.data import DataError, has_split, split_files
     from phi3v_train.distributed import gradient_accumulation_steps, is_main_process, world_size
+    from phi3v_train.run_file import config_from, merge_settings
 
     console = Console(stderr=True)
-    # --bf16/--fp16/--fp32: hidden shorthands for --precision, kept for old command lines.
-    shorthands = [name for name, on in (("bf16", bf16), ("fp16", fp16), ("fp32", fp32)) if on]
-    if len(shorthands) > 1 or (shorthands and precision != "auto"):
-        raise typer.BadParameter("give the precision once: --precision auto|bf16|fp16|fp32")
-    precision = shorthands[0] if shorthands else precision
-    if (
-        eval_steps is not None
-        and eval_split is None
-        and data_dir is not None
-        and has_split(data_dir, "val")
-    ):
-        eval_split = "val"
-    config = TrainConfig(
-        model=model,
-        output_dir=output_dir,
-        data_dir=data_dir,
-        train_files=tuple(files or ()),
-        image_root=image_root,
-        split=split,
-        eval_split=eval_split,
-        eval_files=tuple(eval_files or ()),
-        mode=mode,
-        freeze_vision=freeze_vision,
-        num_crops=num_crops,
-        image_layout=image_layout,
-        max_length=max_length,
-        truncation=truncation,
-        batch_size=batch_size,
-        per_device_batch_size=per_device_batch_size,
-        packing=packing,
-        group_by_length=group_by_length,
-        epochs=epochs,
-        max_steps=max_steps,
-        learning_rate=learning_rate,
-        vision_learning_rate=vision_lr,
-        projector_learning_rate=projector_lr,
-        warmup_steps=warmup_steps,
-        weight_decay=weight_decay,
-        max_grad_norm=max_grad_norm,
-        lora_rank=lora_rank,
-        lora_alpha=lora_alpha,
-        lora_dropout=lora_dropout,
-        lora_targets=tuple(t.strip() for t in lora_targets.split(",") if t.strip()),
-        precision=precision,
-        attn=attn,
-        gradient_checkpointing=gradient_checkpointing,
-        deepspeed=deepspeed,
-        save_steps=save_steps,
-        save_total_limit=save_total_limit,
-        resume=resume,
-        eval_steps=eval_steps,
-        eval_max_samples=eval_max_samples,
-        max_new_tokens=max_new_tokens,
-        report_to=report_to,
-        seed=seed,
-        workers=workers,
-        skip_validation=skip_validation,
-    )
+    # Each parameter is named as its TrainConfig field: the values (with a --config file
+    # under the command line) become the config with no mapping written out here.
+    try:
+        values = merge_settings(ctx, config_file)
+        for required, flag in (("model", "--model/-m"), ("output_dir", "--output-dir/-o")):
+            if values.get(required) is None:
+                raise ConfigError(f"{flag} is required (on the command line or in --config)")
+        # --bf16/--fp16/--fp32: hidden shorthands for --precision, kept for old command lines.
+        shorthands = [name for name in ("bf16", "fp16", "fp32") if values.get(name)]
+        if len(shorthands) > 1 or (shorthands and values["precision"] != "auto"):
+            raise ConfigError("give the precision once: --precision auto|bf16|fp16|fp32")
+        if shorthands:
+            values["precision"] = shorthands[0]
+        config = config_from(values)
+        if (
+            config.eval_steps is not None
+            and config.eval_split is None
+            and not config.eval_files
+            and any(folder.is_dir() and has_split(folder, "val") for folder in config.data_dir)
+        ):
+            config = dataclasses.replace(config, eval_split="val")
+    except ConfigError as exc:
+        _cannot_start(console, exc)
+    verbose = bool(values.get("verbose"))
     # Usage errors first, before torch and transformers load (seconds), and before
     # anything is written.
     try:
+        _check_paths(config)
         config.check()
         gradient_accumulation_steps(config.batch_size, config.per_device_batch_size, world_size())
-        if not config.train_files and config.data_dir is not None:
-            split_files(config.data_dir, config.split)
-        if config.eval_split is not None and config.data_dir is not None:
-            split_files(config.data_dir, config.eval_split)
+        for folder in config.data_dir:
+            split_files(folder, config.split)
+        if config.eval_split is not None and not config.eval_files:
+            from phi3v_train.mixing import eval_data_files
+
+            eval_data_files(config.data_dir, config.eval_split, ())
     except (ConfigError, DataError) as exc:
         _cannot_start(console, exc)
     from phi3v_train.console import quiet_third_party
@@ -315,6 +323,18 @@ def train(
             f"{result.train_loss:.4f}; skipped samples: {skipped}\n"
             f"model, train_log.jsonl and training_curves.png in {result.output_dir}"
         )
+
+
+def _check_paths(config: TrainConfig) -> None:
+    """Paths from a --config file are not checked by the flags' own checks: check them."""
+    from phi3v_train.data import DataError
+
+    for folder in config.data_dir:
+        if not folder.is_dir():
+            raise DataError(f"--data-dir {folder}: no such folder")
+    for path in (*config.train_files, *config.eval_files):
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
 
 
 def _cannot_start(console: Console, exc: Exception) -> None:

@@ -103,6 +103,9 @@ class Phi3VTrainer(Trainer):
             task metrics (e.g. {"accuracy": 0.5}) that are logged with the eval loss.
         train_lengths: token length of each training sample; given, the training order
             is length-grouped (`--group-by-length`, `phi3v_train.packing`).
+        train_sampler: the training order as a sampler with `set_epoch` (several data
+            sets: `phi3v_train.mixing.MixSampler`, which groups by length itself);
+            overrides `train_lengths`.
     """
 
     def __init__(
@@ -111,15 +114,19 @@ class Phi3VTrainer(Trainer):
         run_config: TrainConfig,
         task_evaluator=None,
         train_lengths: Sequence[int] | None = None,
+        train_sampler=None,
         **kwargs: Any,
     ) -> None:
         self.train_lengths = list(train_lengths) if train_lengths is not None else None
         self.length_sampler = None
+        self.given_sampler = train_sampler
         super().__init__(*args, **kwargs)
         self.run_config = run_config
         self.task_evaluator = task_evaluator
 
     def _get_train_sampler(self, train_dataset=None):
+        if self.given_sampler is not None:
+            return self.given_sampler
         if self.train_lengths is None:
             return super()._get_train_sampler(train_dataset)
         from phi3v_train.packing import LengthGroupedSampler
@@ -134,8 +141,9 @@ class Phi3VTrainer(Trainer):
         # The length-grouped order is a function of (seed, epoch): set the epoch here, as
         # accelerate does not pass it through every sampler wrapper (a resumed
         # multi-process loader among them).
-        if self.length_sampler is not None:
-            self.length_sampler.set_epoch(epoch)
+        for sampler in (self.length_sampler, self.given_sampler):
+            if sampler is not None:
+                sampler.set_epoch(epoch)
         return super()._run_epoch(model, epoch, *args, **kwargs)
 
     def create_optimizer(self, model=None):
