@@ -96,14 +96,14 @@ def file_settings(path: Path, params: list[Any]) -> dict[str, Any]:
 def merge_settings(ctx: Any, path: Path | None) -> dict[str, Any]:
     """The command's parameter values with the file's under them: a file value applies
     where its flag was not given on the command line (or in the environment)."""
-    from click.core import ParameterSource
-
     values = dict(ctx.params)
     if path is None:
         return values
-    explicit = {ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.PROMPT}
+    # By name: Typer may carry its own copy of click, with its own ParameterSource enum.
+    explicit = {"COMMANDLINE", "ENVIRONMENT", "PROMPT"}
     for name, value in file_settings(path, list(ctx.command.params)).items():
-        if name in ctx.params and ctx.get_parameter_source(name) in explicit:
+        source = ctx.get_parameter_source(name) if name in ctx.params else None
+        if source is not None and source.name in explicit:
             continue
         values[name] = value
     return values
