@@ -29,6 +29,11 @@ Several GPUs or nodes: launch with torchrun, e.g.
 Many nodes: add --nnodes=N --node_rank=I --master_addr=HOST --master_port=PORT (shared --output-dir).
 The global --batch-size stays the same; gradient accumulation follows from it.
 
+Several data sets: -d A -d B (or several JSONL files), --mix A=0.7,B=0.3 for each one's
+share of every step's samples (default: by size).
+Settings from a file: --config run.yaml (keys: the long flag names); flags given here win.
+A run's run_config.json is such a file: --config RUN/run_config.json -o NEW repeats it.
+
 Interrupted? Run the same command with --resume auto: it continues from the newest
 complete checkpoint with exactly the losses of an uninterrupted run."""
 
