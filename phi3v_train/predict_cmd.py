@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -48,7 +48,10 @@ def predict(
     max_new_tokens: Annotated[int, typer.Option()] = 128,
     batch_size: Annotated[int, typer.Option()] = 4,
     num_crops: Annotated[int | None, typer.Option(help="Default: the model's.")] = None,
-    precision: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32.")] = "auto",
+    precision: Annotated[
+        Literal["auto", "bf16", "fp16", "fp32"],
+        typer.Option(help="auto: bf16 if the GPU has it, else fp16; fp32 on CPU."),
+    ] = "auto",
 ) -> None:
     import torch
 
