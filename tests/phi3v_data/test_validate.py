@@ -8,7 +8,6 @@ import orjson
 import pytest
 from PIL import Image
 
-from phi3v_data import validate as validate_module
 from phi3v_data.images import check_image
 from phi3v_data.records import Record, Turn
 from phi3v_data.sample_data import (
@@ -25,6 +24,8 @@ from phi3v_data.validate import (
     discover_inputs,
     validate_paths,
 )
+from phi3v_data.validate import formats as validate_formats
+from phi3v_data.validate import images as validate_images
 
 # The project's shared/ folder sits beside the repository (CI lays a copy there too).
 TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "shared/assets/phi-3.5-vision-instruct"
@@ -252,8 +253,8 @@ def test_process_pool_gives_the_same_report(
     datasets: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_process = validate_paths([datasets[1]], DEMO)
-    monkeypatch.setattr(validate_module, "_BATCH_RECORDS", 4)
-    monkeypatch.setattr(validate_module, "_CHUNK_IMAGES", 3)
+    monkeypatch.setattr(validate_images, "_BATCH_RECORDS", 4)
+    monkeypatch.setattr(validate_images, "_CHUNK_IMAGES", 3)
     pooled = validate_paths([datasets[1]], ValidateOptions(max_length=DEMO_MAX_LENGTH, workers=2))
     assert pooled.problems == in_process.problems
     assert list(pooled.stats.token_lengths) != [] and sorted(pooled.stats.token_lengths) == sorted(
@@ -394,7 +395,7 @@ def test_json_array_broken_or_too_large_to_parse(
     )
     assert "at line 3, column 14)" in problem.message
     # Over the parse limit the first two lines decide: the file is never loaded.
-    monkeypatch.setattr(validate_module, "_ARRAY_PARSE_BYTES", 10)
+    monkeypatch.setattr(validate_formats, "_ARRAY_PARSE_BYTES", 10)
     per_line = tmp_path / "per_line.json"
     per_line.write_bytes(b"[" + b",\n".join(orjson.dumps(_record(i)) for i in "abc") + b"]\n")
     _, problem = _only_problem(per_line)
