@@ -3,15 +3,19 @@
 A rule is one small function, listed with the codes it reports; it returns None when the
 record passes, else its `Finding`s. Turn rules run on each turn in order
 (`check(turn, t, context)`), then record rules once (`check(record, images, context)`,
-with the record's number of images), so a
-record's problems come turn by turn, rule by rule, then those of the record rules.
+with the record's number of images), so a record's problems come turn by turn, rule by
+rule, then those of the record rules.
 
 Adding a rule: write the function, append `Rule(codes, function)` to `TURN_RULES` or
 `RECORD_RULES`, add each code with its severity and hint to `codes.CODES`, and plant one
 instance in the sample with defects (`phi3v_data/sample_data.py`).
 
-Every record passes through every rule, so a rule's common case (nothing found) is a few
-cheap string tests; the exact and slower check runs only when those see something.
+Speed: every record meets every rule, yet most records are plain (`plain_turn`): every
+turn's user text and answer are neither blank nor hold a '<', its image paths pass the
+quick screen of `paths_look_clean`, and the record has at most `max_images` images. A
+plain record skips the rules marked `quiet_when_plain`, which promise to find nothing
+there (tests/phi3v_data/test_validate_fuzz.py holds each marked rule to it). A rule is
+unmarked by default and then runs on every record: a new rule needs nothing else.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class RuleContext:
 class Rule(NamedTuple):
     codes: tuple[str, ...]  # every code `check` can report (each one in codes.CODES)
     check: Callable[..., list[Finding] | None]  # (turn, t, context) / (record, images, context)
+    quiet_when_plain: bool = False  # finds nothing in a plain record, which then skips it
 
 
 # Turn rules: check(turn, its index, context).
@@ -90,27 +95,10 @@ def _text_tags(found: list[Finding], field_path: str, text: str) -> None:
 
 
 def image_paths(turn: TurnShape, t: int, context: RuleContext) -> list[Finding] | None:
-    """Each image path relative, normalised, inside the root (`paths.lexical_path_problem`).
-
-    First a quick screen of the turn's paths joined with '/': every problem shows there as
-    a NUL, a backslash, a colon (a drive letter), a leading or trailing '/', '//' (an empty
-    part or an absolute path), './' or a trailing '.' (a '.' or '..' part). Only a turn that
-    fails the screen (also one with a name such as 'a:b.jpg') gets the exact check.
-    """
+    """Each image path relative, normalised, inside the root (`paths.lexical_path_problem`);
+    only a turn whose paths fail the quick screen is checked path by path."""
     images = turn.images
-    if not images:
-        return None
-    joined = "/".join(images)
-    if (
-        joined
-        and joined[0] != "/"
-        and joined[-1] not in "/."
-        and "\\" not in joined
-        and "\x00" not in joined
-        and ":" not in joined
-        and "//" not in joined
-        and "./" not in joined
-    ):
+    if not images or paths_look_clean(images):
         return None
     found = []
     for i, rel in enumerate(images):
@@ -118,6 +106,25 @@ def image_paths(turn: TurnShape, t: int, context: RuleContext) -> list[Finding] 
         if problem is not None:
             found.append(Finding(problem.code, f"conversations[{t}].images[{i}]", problem.message))
     return found or None
+
+
+def paths_look_clean(images: list[str]) -> bool:
+    """A quick screen: True only when `lexical_path_problem` passes every path.
+
+    Joined with '/', each problem shows as a NUL, a backslash, a colon (a drive letter), a
+    leading '/', a trailing '/' or '.', or a '/' or '.' next to another (an empty, '.' or
+    '..' part; an absolute path). False also for some good names ('a:b.jpg', '.cache/a.jpg').
+    """
+    joined = "/".join(images)
+    return bool(
+        joined  # (the schema already refuses empty paths)
+        and joined[0] != "/"
+        and joined[-1] not in "/."
+        and "\\" not in joined
+        and "\x00" not in joined
+        and ":" not in joined
+        and "//" not in joined.replace(".", "/")
+    )
 
 
 # Record rules: check(record, its number of images, context), after the turn rules.
@@ -146,33 +153,55 @@ def too_many_images(record: RecordShape, images: int, context: RuleContext) -> l
 
 
 TURN_RULES: list[Rule] = [
-    Rule(("user_blank",), user_blank),
-    Rule(("assistant_empty",), assistant_empty),
-    Rule(("special_token_in_text", "foreign_image_tag"), text_tags),
+    Rule(("user_blank",), user_blank, quiet_when_plain=True),
+    Rule(("assistant_empty",), assistant_empty, quiet_when_plain=True),
+    Rule(("special_token_in_text", "foreign_image_tag"), text_tags, quiet_when_plain=True),
     Rule(
-        ("path_invalid", "path_absolute", "path_not_normalized", "path_escapes_root"), image_paths
+        ("path_invalid", "path_absolute", "path_not_normalized", "path_escapes_root"),
+        image_paths,
+        quiet_when_plain=True,
     ),
 ]
 RECORD_RULES: list[Rule] = [
-    Rule(("tags_mismatch",), image_tags),
-    Rule(("too_many_images",), too_many_images),
+    Rule(("tags_mismatch",), image_tags, quiet_when_plain=True),
+    Rule(("too_many_images",), too_many_images, quiet_when_plain=True),
 ]
-_TURN_CHECKS = tuple(rule.check for rule in TURN_RULES)
-_RECORD_CHECKS = tuple(rule.check for rule in RECORD_RULES)
+
+
+def plain_turn(turn: TurnShape) -> bool:
+    """Texts not blank and without '<', image paths through the quick screen."""
+    user, answer = turn.user, turn.assistant
+    if user.isspace() or not answer or answer.isspace() or "<" in user or "<" in answer:
+        return False
+    return not turn.images or paths_look_clean(turn.images)
+
+
+def _checks(rules: list[Rule], plain: bool) -> tuple[Callable[..., list[Finding] | None], ...]:
+    return tuple(rule.check for rule in rules if not (plain and rule.quiet_when_plain))
+
+
+_CHECKS = {  # plain record -> (turn checks, record checks)
+    plain: (_checks(TURN_RULES, plain), _checks(RECORD_RULES, plain)) for plain in (False, True)
+}
 
 
 def check_record(record: RecordShape, context: RuleContext) -> tuple[list[Finding] | None, int]:
     """Every rule on a schema-valid record: its findings in order (None when it passes) and
     its number of images (counted on the way, for the record rules and the stats)."""
-    findings: list[Finding] | None = None
     images = 0
-    for t, turn in enumerate(record.conversations):
+    plain = True
+    for turn in record.conversations:
         images += len(turn.images)
-        for check in _TURN_CHECKS:
-            found = check(turn, t, context)
-            if found is not None:
-                findings = found if findings is None else findings + found
-    for check in _RECORD_CHECKS:
+        plain = plain and plain_turn(turn)
+    turn_checks, record_checks = _CHECKS[plain and images <= context.max_images]
+    findings: list[Finding] | None = None
+    if turn_checks:
+        for t, turn in enumerate(record.conversations):
+            for check in turn_checks:
+                found = check(turn, t, context)
+                if found is not None:
+                    findings = found if findings is None else findings + found
+    for check in record_checks:
         found = check(record, images, context)
         if found is not None:
             findings = found if findings is None else findings + found

@@ -5,15 +5,14 @@ record in one step. Any other line takes the slow path, which reads it as
 `phi3v_data.jsonl.iter_jsonl` does (blank, bad UTF-8, bad JSON, too long, a value) and
 decides with the compiled schema; `jsonschema` explains a record that fails. Valid records
 go through the rules (`rules.py`), then to the image checks and the token budget
-(`images.py`). Memory does not grow with the file: ids are kept as 16 bytes per record
-(a hash and a place) and only lines whose hash repeats are read again, to name them.
+(`images.py`). Memory stays flat in the number of records but for the duplicate-id index
+(`ids.py`, 16 bytes per record).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
-from array import array
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -22,9 +21,10 @@ import fastjsonschema
 import orjson
 
 # `_decode_error`: the same message for a bad line as `iter_jsonl` gives.
-from phi3v_data.jsonl import _decode_error, iter_jsonl
+from phi3v_data.jsonl import _decode_error
 from phi3v_data.schema import fast_validator, schema_errors
 from phi3v_data.validate.formats import file_size, foreign_format, json_array_message
+from phi3v_data.validate.ids import IdIndex
 from phi3v_data.validate.images import ImageChecks
 from phi3v_data.validate.inputs import discover
 from phi3v_data.validate.options import ValidateOptions
@@ -41,7 +41,6 @@ from phi3v_data.validate.shape import FAST_PATH_ERRORS, decoder, shape_from_valu
 
 _STOP = object()  # the slow path's answer when the file is one JSON array: read no further
 _SKIP_CHUNK = 1024 * 1024  # the rest of an overlong line is skipped in pieces this large
-_MAX_BITMAP_BYTES = 16 * 1024 * 1024  # the duplicate-id bitmap: 8 bytes per id up to this
 
 
 def validate_paths(paths: Sequence[str | Path], options: ValidateOptions) -> ValidationReport:
@@ -68,9 +67,18 @@ def validate_paths(paths: Sequence[str | Path], options: ValidateOptions) -> Val
 
 
 class _FileState:
-    """What the slow path counts in one file (the fast path counts its records itself)."""
+    """One file's counts: the slow path's as it goes, the fast path's when the file ends."""
 
-    __slots__ = ("content_lines", "file", "first_problem", "index", "item", "records")
+    __slots__ = (
+        "content_lines",
+        "fast_records",
+        "file",
+        "first_problem",
+        "index",
+        "item",
+        "records",
+        "valid_records",
+    )
 
     def __init__(self, index: int, item: InputFile, first_problem: int):
         self.index = index
@@ -78,7 +86,9 @@ class _FileState:
         self.file = str(item.path)
         self.first_problem = first_problem  # problems from here on belong to this file
         self.records = 0  # lines holding a JSON value
+        self.valid_records = 0  # records that match the schema after all
         self.content_lines = 0  # lines that are not blank
+        self.fast_records = 0  # records of the fast path (counted in the hot loop)
 
 
 class _Run:
@@ -90,9 +100,7 @@ class _Run:
         self.problems = problems
         self.stats = DatasetStats(files=len(inputs), num_crops=options.num_crops)
         self.stats.tokens_exact = options.tokenizer is not None
-        # Duplicate ids: 16 bytes per record (hash of the id + file/line), not the ids.
-        self.id_hashes = array("q")
-        self.id_places = array("q")
+        self.ids = IdIndex()  # duplicate ids: 16 bytes per record
         self.images = ImageChecks(options, self.stats, self.add) if options.check_images else None
 
     def add(
@@ -123,28 +131,29 @@ class _Run:
                 self.images.close()
             if progress is not None:
                 progress.stop()
-        self._report_duplicate_ids()
+        stats = self.stats  # image references: counted per record, summed here
+        stats.images = sum(n * records for n, records in stats.images_per_record.items())
+        self.ids.report(self.inputs, self.options.max_line_bytes, self.add)
 
     def _validate_file(self, index: int, item: InputFile, progress: Any) -> None:
         state = _FileState(index, item, len(self.problems))
         file = state.file
         task = progress.add_task(item.path.name, total=file_size(item.path)) if progress else None
-        fast_records = 0
         try:
             with item.path.open("rb") as stream:
-                fast_records = self._read(stream, state, progress, task)
+                self._read(stream, state, progress, task)
         except OSError as exc:
             message = f"cannot read the file: {exc.strerror or exc}"
             self.add("file_unreadable", file, None, None, None, message)
             state.content_lines = -1
-        records = fast_records + state.records
+        records = state.fast_records + state.records
         self.stats.records += records
         self.stats.records_per_file[file] = records
-        if fast_records + state.content_lines == 0:
+        if state.fast_records + state.content_lines == 0:
             self.add("file_empty", file, None, None, None, "the file holds no records")
 
-    def _read(self, stream: IO[bytes], state: _FileState, progress: Any, task: Any) -> int:
-        """Every line of one file; returns the number of fast-path records (the hot loop)."""
+    def _read(self, stream: IO[bytes], state: _FileState, progress: Any, task: Any) -> None:
+        """Every line of one file (the hot loop)."""
         options = self.options
         file = state.file
         context = RuleContext(
@@ -157,12 +166,12 @@ class _Run:
         stats = self.stats
         per_source = stats.records_per_source
         per_count = stats.images_per_record
-        add_hash, add_place = self.id_hashes.append, self.id_places.append
+        add_hash, add_place = self.ids.hashes.append, self.ids.places.append
         place = state.index << 32
         add = self.add
         readline = stream.readline
         limit = options.max_line_bytes + 1
-        lineno = fast = valid = turns = image_refs = done_bytes = same_count = 0
+        lineno = fast = turns = done_bytes = same_count = 0
         same_source = None  # the source of the last records, counted in `same_count`
         try:
             while True:
@@ -195,7 +204,6 @@ class _Run:
                 record_id = record.id
                 add_hash(hash(record_id))
                 add_place(place | lineno)
-                valid += 1
                 source = record.source
                 if source == same_source:  # a file is mostly one source: count it in one go
                     same_count += 1
@@ -208,8 +216,7 @@ class _Run:
                         same_source = source
                 turns += len(record.conversations)
                 findings, count = check_record(record, context)
-                image_refs += count
-                per_count[count] += 1
+                per_count[count] += 1  # (the image total is summed from these at the end)
                 if findings is not None:
                     for code, field_path, message in findings:
                         add(code, file, lineno, record_id, field_path, message)
@@ -218,12 +225,11 @@ class _Run:
         finally:
             if same_count:
                 per_source[same_source] += same_count
-            stats.valid_records += valid
+            state.fast_records = fast
+            stats.valid_records += fast + state.valid_records
             stats.turns += turns
-            stats.images += image_refs
             if progress is not None:
                 progress.update(task, completed=done_bytes)
-        return fast
 
     def _slow_line(
         self, state: _FileState, line: bytes | None, lineno: int, size: int, first: bool
@@ -262,6 +268,7 @@ class _Run:
                 return _STOP
             self._schema_problems(state, lineno, value)
             return None
+        state.valid_records += 1
         return shape_from_value(value)
 
     def _json_array(self, state: _FileState) -> bool:
@@ -285,8 +292,7 @@ class _Run:
         if not isinstance(record_id, str) or not record_id:
             record_id = None
         else:
-            self.id_hashes.append(hash(record_id))
-            self.id_places.append(state.index << 32 | lineno)
+            self.ids.add(record_id, state.index, lineno)
         foreign = foreign_format(value)
         if foreign is not None:
             # One clear problem instead of a schema error for every key of every turn.
@@ -303,66 +309,6 @@ class _Run:
             return
         for field_path, message in schema_errors(value):
             self.add("schema", file, lineno, record_id, field_path, message)
-
-    def _report_duplicate_ids(self) -> None:
-        """Find repeated id hashes, then re-read just those lines to name the duplicates."""
-        suspects = repeated_places(self.id_hashes, self.id_places)
-        if not suspects:
-            return
-        lines_by_file: dict[int, set[int]] = {}
-        for place in suspects:
-            lines_by_file.setdefault(place >> 32, set()).add(place & 0xFFFFFFFF)
-        first_seen: dict[str, str] = {}
-        for file_index in sorted(lines_by_file):
-            wanted = lines_by_file[file_index]
-            path = self.inputs[file_index].path
-            for line in iter_jsonl(path, self.options.max_line_bytes):
-                value = line.value
-                if line.lineno not in wanted or not isinstance(value, dict):
-                    continue
-                record_id = value.get("id")
-                if not isinstance(record_id, str):
-                    continue
-                where = f"{path}:{line.lineno}"
-                if record_id in first_seen:
-                    self.add(
-                        "duplicate_id",
-                        str(path),
-                        line.lineno,
-                        record_id,
-                        "id",
-                        f"id {record_id!r} is already used at {first_seen[record_id]}",
-                    )
-                else:
-                    first_seen[record_id] = where
-
-
-def repeated_places(hashes: array, places: array) -> list[int]:
-    """The places of the hashes that occur more than once, in bounded memory and no sort.
-
-    A bitmap of hash bits (8 bytes per hash, at most `_MAX_BITMAP_BYTES`) finds the bits
-    set twice; a second pass gathers the hashes on those bits with their places.
-    """
-    if len(hashes) < 2:
-        return []
-    size = min(_MAX_BITMAP_BYTES, 1 << (8 * len(hashes) - 1).bit_length())
-    mask = size * 8 - 1
-    bitmap = bytearray(size)
-    twice: set[int] = set()
-    for value in hashes:
-        bit = value & mask
-        byte, flag = bit >> 3, 1 << (bit & 7)
-        if bitmap[byte] & flag:
-            twice.add(bit)
-        else:
-            bitmap[byte] |= flag
-    if not twice:
-        return []
-    by_hash: dict[int, list[int]] = {}
-    for value, place in zip(hashes, places, strict=True):
-        if value & mask in twice:
-            by_hash.setdefault(value, []).append(place)
-    return sorted(place for group in by_hash.values() if len(group) > 1 for place in group)
 
 
 def _skip_line(stream: IO[bytes]) -> int:
