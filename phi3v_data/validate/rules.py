@@ -10,9 +10,9 @@ Adding a rule: write the function, append `Rule(codes, function)` to `TURN_RULES
 `RECORD_RULES`, add each code with its severity and hint to `codes.CODES`, and plant one
 instance in the sample with defects (`phi3v_data/sample_data.py`).
 
-Speed: every record meets every rule, yet most records are plain (`plain_turn`): every
-turn's user text and answer are neither blank nor hold a '<', its image paths pass the
-quick screen of `paths_look_clean`, and the record has at most `max_images` images. A
+Speed: every record meets every rule, yet most records are plain: every turn's user text
+and answer are neither blank nor hold a '<', its image paths pass the quick screen of
+`paths_look_clean`, and the record has at most `max_images` images. A
 plain record skips the rules marked `quiet_when_plain`, which promise to find nothing
 there (tests/phi3v_data/test_validate_fuzz.py holds each marked rule to it). A rule is
 unmarked by default and then runs on every record: a new rule needs nothing else.
@@ -168,14 +168,6 @@ RECORD_RULES: list[Rule] = [
 ]
 
 
-def plain_turn(turn: TurnShape) -> bool:
-    """Texts not blank and without '<', image paths through the quick screen."""
-    user, answer = turn.user, turn.assistant
-    if user.isspace() or not answer or answer.isspace() or "<" in user or "<" in answer:
-        return False
-    return not turn.images or paths_look_clean(turn.images)
-
-
 def _checks(rules: list[Rule], plain: bool) -> tuple[Callable[..., list[Finding] | None], ...]:
     return tuple(rule.check for rule in rules if not (plain and rule.quiet_when_plain))
 
@@ -183,17 +175,31 @@ def _checks(rules: list[Rule], plain: bool) -> tuple[Callable[..., list[Finding]
 _CHECKS = {  # plain record -> (turn checks, record checks)
     plain: (_checks(TURN_RULES, plain), _checks(RECORD_RULES, plain)) for plain in (False, True)
 }
+_PLAIN_MEETS_RULES = _CHECKS[True] != ((), ())  # some rule runs on plain records too
 
 
 def check_record(record: RecordShape, context: RuleContext) -> tuple[list[Finding] | None, int]:
     """Every rule on a schema-valid record: its findings in order (None when it passes) and
     its number of images (counted on the way, for the record rules and the stats)."""
     images = 0
-    plain = True
+    plain = True  # (see the module's docstring)
     for turn in record.conversations:
-        images += len(turn.images)
-        plain = plain and plain_turn(turn)
-    turn_checks, record_checks = _CHECKS[plain and images <= context.max_images]
+        paths = turn.images
+        images += len(paths)
+        if plain:
+            user, answer = turn.user, turn.assistant
+            plain = not (
+                user.isspace()
+                or not answer
+                or answer.isspace()
+                or "<" in user
+                or "<" in answer
+                or (paths and not paths_look_clean(paths))
+            )
+    plain = plain and images <= context.max_images
+    if plain and not _PLAIN_MEETS_RULES:
+        return None, images
+    turn_checks, record_checks = _CHECKS[plain]
     findings: list[Finding] | None = None
     if turn_checks:
         for t, turn in enumerate(record.conversations):
