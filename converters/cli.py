@@ -277,7 +277,7 @@ def validate_output(out_dir: Path, workers: int) -> bool:
     validate it again. (Tests count the calls by patching `converters.cli.validate_output`.)
     """
     from phi3v_data.validate import ValidateOptions, validate_paths
-    from phi3v_data.validate_cmd import print_report
+    from phi3v_cli.validate import print_report
 
     console.print(escape(f"phi3v validate {out_dir}"), style="bold")
     report = validate_paths([out_dir], ValidateOptions(workers=workers))

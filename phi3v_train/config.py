@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from phi3v_data.records import IMAGE_LAYOUTS
-from phi3v_data.tokens import check_num_crops
+from phi3v_data.flags import REQUIRED, flag
+from phi3v_data.records import IMAGE_LAYOUT_HELP, IMAGE_LAYOUTS
+from phi3v_data.tokens import NUM_CROPS_HELP, check_num_crops
 
 MODES = ("full", "freeze-vision", "lora", "qlora")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -42,66 +43,171 @@ class ConfigError(ValueError):
     """A configuration that cannot run; the message lists every problem found."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Everything a training run needs; see `phi3v train --help` for each field."""
 
-    model: Path
-    output_dir: Path
+    # Each field that is a flag of `phi3v train` declares it here, once (phi3v_data.flags).
+    model: Path = flag(
+        REQUIRED,
+        "--model",
+        "-m",
+        help="Checkpoint folder in the official layout (the downloaded "
+        "Phi-3.5-vision-instruct, or `phi3v init-model` output). Required.",
+        show_default=False,
+    )
+    output_dir: Path = flag(
+        REQUIRED,
+        "--output-dir",
+        "-o",
+        help="Run folder: checkpoints, logs, final model. Required.",
+        show_default=False,
+    )
     # Converted folders (repeat -d): each one's --split is a data set of the run, as is
     # each of `train_files`; `mix` weighs them ("KEY=WEIGHT,..."; see phi3v_train.mixing).
-    data_dir: tuple[Path, ...] = ()
-    train_files: tuple[Path, ...] = ()
-    mix: str | None = None
-    image_root: Path | None = None
-    split: str = "train"
-    eval_split: str | None = None
-    eval_files: tuple[Path, ...] = ()
+    data_dir: tuple[Path, ...] = flag(
+        (),
+        "--data-dir",
+        "-d",
+        help="A folder written by `phi3v convert`; repeat for several data sets.",
+        repeat=True,
+        exists=True,
+        file_okay=False,
+    )
+    train_files: tuple[Path, ...] = flag(
+        (),
+        help="JSONL files to train on (each one a data set, like a --data-dir).",
+        positional=True,
+        repeat=True,
+        metavar="FILES",
+        show_default=False,
+    )
+    mix: str | None = flag(
+        None,
+        help="Several data sets: each one's share of every step's samples, e.g."
+        " docvqa=0.7,ucf101=0.3 (keys: the source or the folder/file name). Default: by size.",
+    )
+    image_root: Path | None = flag(
+        None, help="Image root for JSONL files (default: images/ beside each file)."
+    )
+    split: str = flag("train", help="Training split of --data-dir.")
+    eval_split: str | None = flag(
+        None, help="Evaluation split of --data-dir (default with --eval-steps: val)."
+    )
+    eval_files: tuple[Path, ...] = flag(
+        (),
+        "--eval-files",
+        help="JSONL file(s) to evaluate on (repeat the flag), e.g. with positional training"
+        " files.",
+        repeat=True,
+        exists=True,
+        dir_okay=False,
+    )
 
-    mode: str = "full"
-    freeze_vision: bool = False
-    num_crops: int = 4
-    image_layout: str = "seed"
-    max_length: int | None = None
-    truncation: str = "truncate"
+    mode: str = flag(
+        "full",
+        help="full fine-tuning (the reference) | freeze-vision (CLIP + projector frozen)"
+        " | lora | qlora (LoRA over a 4-bit nf4 base).",
+        choices=MODES,
+    )
+    freeze_vision: bool = flag(
+        False, help="LoRA/QLoRA: no adapters on the vision tower and projector."
+    )
+    num_crops: int = flag(4, help=NUM_CROPS_HELP)
+    image_layout: str = flag("seed", help=IMAGE_LAYOUT_HELP, choices=IMAGE_LAYOUTS)
+    max_length: int | None = flag(
+        None, help="Longest sequence in tokens (images included). Default: no limit."
+    )
+    truncation: str = flag(
+        "truncate",
+        help="Samples over --max-length: 'truncate' cuts the text when no image is cut "
+        "(else drops), 'drop' always drops. Both are counted and reported.",
+        choices=TRUNCATION,
+    )
 
-    batch_size: int = 64
-    per_device_batch_size: int = 1
-    packing: bool = False
-    group_by_length: bool = False
-    epochs: float = 1.0
-    max_steps: int | None = None
-    learning_rate: float = 4e-5
-    vision_learning_rate: float | None = None
-    projector_learning_rate: float | None = None
-    warmup_steps: int | None = None
-    weight_decay: float = 0.01
+    batch_size: int = flag(64, help="Global batch (all processes, all accumulation steps).")
+    per_device_batch_size: int = flag(
+        1, help="Samples per device per step. Raise it while memory allows; lower it on OOM."
+    )
+    packing: bool = flag(
+        False,
+        help="Concatenate each micro-batch's samples into one row without padding"
+        " (position ids restart per sample, attention stays within it): the same steps"
+        " and losses as padded batches, less compute when lengths vary.",
+    )
+    group_by_length: bool = flag(
+        False,
+        help="Put samples of similar length in the same micro-batch (seeded, restored on"
+        " resume): less padding; the summary shows how much.",
+    )
+    epochs: float = flag(1.0, help="Passes over the training data.")
+    max_steps: int | None = flag(None, help="Optimizer steps (overrides --epochs).")
+    learning_rate: float = flag(4e-5, "--learning-rate", "--lr", help="Language model LR.")
+    vision_learning_rate: float | None = flag(
+        None, "--vision-lr", "--vision-learning-rate", help="Vision tower LR (default: --lr)."
+    )
+    projector_learning_rate: float | None = flag(
+        None, "--projector-lr", "--projector-learning-rate", help="Projector LR (default: --lr)."
+    )
+    warmup_steps: int | None = flag(
+        None, help="Warm-up steps (default: 50, at most 10 % of the run)."
+    )
+    weight_decay: float = flag(0.01, help="AdamW weight decay (reference 0.01).")
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     adam_epsilon: float = 1e-7
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = flag(1.0, help="Gradient clipping norm (reference 1.0).")
 
-    lora_rank: int = 64
-    lora_alpha: int | None = None
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = LANGUAGE_LORA_TARGETS
+    lora_rank: int = flag(64, help="LoRA rank (reference 64).")
+    lora_alpha: int | None = flag(None, help="LoRA alpha (default 2 x rank).")
+    lora_dropout: float = flag(0.0, help="LoRA dropout (reference 0).")
+    lora_targets: tuple[str, ...] = flag(
+        LANGUAGE_LORA_TARGETS,
+        help="Comma-separated module names. The default adds the CLIP and projector "
+        "targets when vision trains.",
+    )
 
-    precision: str = "auto"
-    attn: str = "sdpa"
-    gradient_checkpointing: bool = True
-    deepspeed: str | None = None
+    precision: str = flag(
+        "auto",
+        help="bf16 mixed precision (Ampere+ GPUs), fp16 (older GPUs), fp32. auto: bf16 if"
+        " the GPU has it, else fp16; fp32 on CPU.",
+        choices=PRECISIONS,
+    )
+    attn: str = flag(
+        "sdpa",
+        help="Attention kernel; flash_attention_2 needs bf16 and a GPU.",
+        choices=ATTENTIONS,
+    )
+    gradient_checkpointing: bool = flag(
+        True, help="Recompute activations in backward: much less memory, ~30 % slower."
+    )
+    deepspeed: str | None = flag(
+        None, help="zero2 (the reference settings) | zero3 | PATH to a DeepSpeed JSON config."
+    )
 
-    save_steps: int = 200
-    save_total_limit: int | None = 2
-    resume: str | None = None
-    eval_steps: int | None = None
-    eval_max_samples: int = 64
-    max_new_tokens: int = 64
+    save_steps: int = flag(200, help="Checkpoint every N optimizer steps.")
+    save_total_limit: int | None = flag(
+        2, help="Keep at most N complete checkpoints (default 2)."
+    )
+    resume: str | None = flag(
+        None,
+        help="'auto' (newest complete checkpoint in --output-dir, if any) or a checkpoint"
+        " folder.",
+    )
+    eval_steps: int | None = flag(None, help="Evaluate (loss + task metric) every N steps.")
+    eval_max_samples: int = flag(
+        64, help="Samples used for the generation metric at each evaluation."
+    )
+    max_new_tokens: int = flag(64, help="Generation length for the task metric.")
     logging_steps: int = 1
-    report_to: str = "tensorboard"
-    seed: int = 42
-    workers: int = 0
-    skip_validation: bool = False
+    report_to: str = flag(
+        "tensorboard", help="tensorboard writes runs/ in --output-dir.", choices=REPORT_TO
+    )
+    seed: int = flag(42, help="Seed of the data order, dropout and a new LoRA's weights.")
+    workers: int = flag(0, help="Data loader worker processes (4+ feeds a GPU).")
+    skip_validation: bool = flag(
+        False, help="Train even if `phi3v validate` finds errors (bad samples are skipped)."
+    )
 
     def __post_init__(self) -> None:
         # One typed value per field from what code, the command line, a --config file or

@@ -1,7 +1,7 @@
 """Process-group arithmetic for `torchrun` launches: world size, accumulation, DeepSpeed.
 
 `phi3v train` is launched as one process (`phi3v train ...`) or many
-(`torchrun --nproc_per_node=8 [--nnodes=N ...] -m phi3v_data.cli train ...`); the
+(`torchrun --nproc_per_node=8 [--nnodes=N ...] -m phi3v_cli train ...`); the
 global `--batch-size` is the same either way and the gradient accumulation follows
 from it, as in the reference recipe.
 """

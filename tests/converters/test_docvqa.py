@@ -13,7 +13,7 @@ from converters.framework import ItemResult, OutputContext, RunSettings, WorkIte
 from converters.prompts import PromptChoice
 from converters.samples.docvqa import build_docvqa_tree
 from converters.sources.docvqa import DocVQAConverter, DocVQAOptions
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_data.validate import ValidateOptions, validate_paths
 
 

@@ -31,7 +31,7 @@ from converters.framework import (
 from converters.samples.docvqa import build_docvqa_tree
 from converters.samples.hateful_memes import build_hateful_memes_tree
 from converters.samples.nlvr2 import build_nlvr2_tree
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_data.records import Record, Turn
 from phi3v_data.validate import ValidateOptions, validate_paths
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from converters.framework import MANIFEST, ConversionError, RunSettings, run_conversion
 from converters.samples.image_folder import ImageInfo, build_image_folder_tree
 from converters.sources.image_folder import ImageFolderConverter, ImageFolderOptions
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 
 PROMPT = "Classify the image into one of the following classes: bird, cat, dog."
 EXTENSION = {"PNG": ".png", "JPEG": ".jpg", "WEBP": ".webp", "BMP": ".bmp", "GIF": ".gif"}

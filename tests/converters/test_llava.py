@@ -14,7 +14,7 @@ from converters.chat import ChatOptions, RowProblem, user_text
 from converters.framework import RunSettings, run_conversion
 from converters.samples.llava import build_llava_tree
 from converters.sources.llava import LlavaConverter
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_data.records import Turn, tagged_user_texts
 from phi3v_data.validate import ValidateOptions, validate_paths
 

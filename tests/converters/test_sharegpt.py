@@ -14,7 +14,7 @@ from converters.chat import ChatOptions, RowProblem
 from converters.framework import RunSettings, run_conversion
 from converters.samples.sharegpt import build_sharegpt_tree, rows, tiny_png
 from converters.sources.sharegpt import ShareGPTConverter
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_data.validate import ValidateOptions, validate_paths
 
 

@@ -20,7 +20,7 @@ from converters.framework import MANIFEST, WORK_DIR, ConversionError, RunSetting
 from converters.samples.ucf101 import ClipSpec, build_ucf101_tree, frame_index_of
 from converters.sources.ucf101 import UCF101Converter, UCF101Options
 from converters.video import sample_frame_indices
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 
 PROMPT = (
     "Classify the video into one of the following classes: "
@@ -255,7 +255,7 @@ def test_one_and_two_workers_give_identical_output(original, tmp_path: Path) -> 
 
 
 def _cli(src: Path, out: Path) -> list[str]:
-    code = "from phi3v_data.cli import main; main()"
+    code = "from phi3v_cli.app import main; main()"
     options = ["-o", str(out), "--workers", "1", "--no-validate"]
     return [sys.executable, "-c", code, "convert", "ucf101", str(src), *options]
 

@@ -16,7 +16,7 @@ from converters.samples.ucf101 import frame_index_of
 from converters.samples.video_folder import FORMATS, ClipInfo, build_video_folder_tree
 from converters.sources.video_folder import VideoFolderConverter, VideoFolderOptions
 from converters.video import sample_frame_indices
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 
 CLASSES = ("Archery", "Basketball", "Drumming")
 PROMPT = "Classify the video into one of the following classes: Archery, Basketball, Drumming."

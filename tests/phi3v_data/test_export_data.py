@@ -14,7 +14,7 @@ from converters.samples.llava import build_llava_tree
 from converters.samples.still_images import image_bytes, write
 from converters.sources.llava import LlavaConverter
 from converters.sources.sharegpt import ShareGPTConverter
-from phi3v_data.cli import COMMAND_ORDER, app
+from phi3v_cli.app import COMMAND_ORDER, app
 from phi3v_data.export_data import ExportError, NothingExported, export_data
 from phi3v_data.validate import ValidateOptions, validate_paths
 

@@ -15,7 +15,7 @@ from markupsafe import escape
 from PIL import Image
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_data.report import (
     ReportOptions,
     SampledRecord,

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_data.sample_data import (
     DEFECT_COUNTS,
     DEMO_MAX_LENGTH,

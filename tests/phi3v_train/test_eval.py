@@ -11,7 +11,7 @@ import torch
 from train_fixtures import cli_command, cli_env, fast_config, write_colour_dataset
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_train.data import load_samples
 from phi3v_train.metrics import score
 from phi3v_train.train import run_training

@@ -14,7 +14,7 @@ from pathlib import Path
 from train_fixtures import fast_config, losses, write_colour_dataset
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_train.train import run_training
 
 

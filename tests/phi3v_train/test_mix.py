@@ -11,7 +11,7 @@ import pytest
 from train_fixtures import FAST_CLI_ARGS, fast_config, losses, write_colour_dataset
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_train.evaluate import Prediction, summarize
 from phi3v_train.mixing import (
     DataPart,

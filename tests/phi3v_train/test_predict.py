@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_data.records import Record, Turn
 
 

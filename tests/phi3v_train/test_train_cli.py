@@ -10,7 +10,7 @@ import pytest
 from train_fixtures import FAST_CLI_ARGS, write_colour_dataset
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 
 runner = CliRunner()
 
@@ -116,7 +116,7 @@ def test_usage_errors_come_before_torch_is_imported(colour_dir: Path, tmp_path: 
     import sys
 
     script = (
-        "import sys; from typer.testing import CliRunner; from phi3v_data.cli import app;"
+        "import sys; from typer.testing import CliRunner; from phi3v_cli.app import app;"
         f" r = CliRunner().invoke(app, ['train', '-d', {str(colour_dir)!r}, '-m',"
         f" {str(colour_dir)!r}, '-o', {str(tmp_path / 'o')!r}]);"
         " print(r.exit_code, 'torch' in sys.modules, 'transformers' in sys.modules)"

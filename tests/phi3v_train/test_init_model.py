@@ -3,7 +3,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from phi3v_data.cli import app
+from phi3v_cli.app import app
 from phi3v_train.modeling import Phi3VForCausalLM
 from phi3v_train.processing import Phi3VProcessor
 

@@ -1,5 +1,8 @@
 """The `phi3v` command line: this module only wires the commands.
 
+The CLI is the top layer: `phi3v_cli` imports the libraries (`phi3v_data`, `converters`,
+`phi3v_train`); nothing there imports it.
+
 Each command lives in its own module and registers itself with `register(app)`. Command
 modules import heavy libraries (torch, av, datasets) inside the command functions, so
 `phi3v --help`, `phi3v validate` and `phi3v convert` start without them.
@@ -63,34 +66,22 @@ def _root(
 
 
 def _register_commands() -> None:
-    # One line per command module, in the order they appear in `phi3v --help`.
+    # One line per command module; `COMMAND_ORDER` sets the order of `phi3v --help`.
     import converters.cli
+    from phi3v_cli import (
+        eval,
+        export,
+        export_data,
+        init_model,
+        predict,
+        report,
+        train,
+        validate,
+    )
 
     converters.cli.register(app)
-    import phi3v_data.validate_cmd
-
-    phi3v_data.validate_cmd.register(app)
-    import phi3v_data.report_cmd
-
-    phi3v_data.report_cmd.register(app)
-    import phi3v_data.export_data_cmd
-
-    phi3v_data.export_data_cmd.register(app)
-    import phi3v_train.train_cmd
-
-    phi3v_train.train_cmd.register(app)
-    import phi3v_train.eval_cmd
-
-    phi3v_train.eval_cmd.register(app)
-    import phi3v_train.predict_cmd
-
-    phi3v_train.predict_cmd.register(app)
-    import phi3v_train.export_cmd
-
-    phi3v_train.export_cmd.register(app)
-    import phi3v_train.init_model_cmd
-
-    phi3v_train.init_model_cmd.register(app)
+    for module in (validate, report, export_data, train, eval, predict, export, init_model):
+        module.register(app)
 
 
 _register_commands()

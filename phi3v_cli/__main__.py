@@ -1,0 +1,3 @@
+from phi3v_cli.app import main
+
+main()
