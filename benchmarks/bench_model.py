@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from phi3v_data.records import Record, Turn
 from phi3v_data.tokens import hd_resized_size
-from phi3v_train.builders import init_model_dir, phi35_vision_config, tiny_token_ids
-from phi3v_train.checkpoint import build_model
-from phi3v_train.image_processing import CLIP_MEAN, CLIP_STD, HDImageTransform
-from phi3v_train.processing import Phi3VProcessor
+from phi3v_train.image_processing_phi3v import CLIP_MEAN, CLIP_STD, HDImageTransform
+from phi3v_train.init_model import init_model_dir, phi35_vision_config, tiny_token_ids
+from phi3v_train.modeling_phi3v import build_model
+from phi3v_train.processing_phi3v import Phi3VProcessor
 
 console = Console()
 
@@ -254,7 +254,7 @@ def bench_processor(model_dir: Path, count: int, workers: int) -> list[tuple]:
 
 
 def bench_tiny_model(model_dir: Path, steps: int, batch_size: int) -> list[tuple]:
-    from phi3v_train.modeling import Phi3VForCausalLM
+    from phi3v_train.modeling_phi3v import Phi3VForCausalLM
 
     processor = Phi3VProcessor.from_pretrained(model_dir)
     model = Phi3VForCausalLM.from_pretrained(model_dir)

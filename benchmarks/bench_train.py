@@ -159,12 +159,12 @@ def run_layout(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from phi3v_train.builders import phi35_vision_config, tiny_config
-    from phi3v_train.checkpoint import build_model
-    from phi3v_train.config import TrainConfig
+    from phi3v_train.init_model import phi35_vision_config, tiny_config
+    from phi3v_train.modeling_phi3v import build_model
     from phi3v_train.modes import add_lora
     from phi3v_train.packing import pack, padding_stats
-    from phi3v_train.processing import Phi3VProcessor
+    from phi3v_train.processing_phi3v import Phi3VProcessor
+    from phi3v_train.train_config import TrainConfig
 
     layout = args.worker_layout
     on_gpu = args.device == "cuda"
@@ -291,9 +291,8 @@ def run_mode(args: argparse.Namespace) -> dict:
 
     import torch
 
-    from phi3v_train.builders import phi35_vision_config, tiny_config
-    from phi3v_train.checkpoint import build_model
-    from phi3v_train.config import TrainConfig
+    from phi3v_train.init_model import phi35_vision_config, tiny_config
+    from phi3v_train.modeling_phi3v import build_model
     from phi3v_train.modes import (
         add_lora,
         compute_dtype,
@@ -301,6 +300,7 @@ def run_mode(args: argparse.Namespace) -> dict:
         quantize_4bit,
         trainable_parameters,
     )
+    from phi3v_train.train_config import TrainConfig
 
     mode = args.worker
     on_gpu = args.device == "cuda"

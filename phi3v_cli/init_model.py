@@ -61,7 +61,7 @@ def init_model(
     special_tokens_map.json, preprocessor_config.json and processor_config.json are written
     in the released files' style, `auto_map` included.
     """
-    from phi3v_train.builders import init_model_dir
+    from phi3v_train.init_model import init_model_dir
 
     try:
         check_num_crops(num_crops)

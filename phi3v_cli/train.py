@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from phi3v_cli.flags import with_settings
-from phi3v_train.config import ConfigError, TrainConfig
+from phi3v_train.train_config import ConfigError, TrainConfig
 
 _HELP = """Fine-tune Phi-3.5-vision on a converted folder (or JSONL files).
 
@@ -104,9 +104,9 @@ def train(
     from phi3v_train.console import quiet_third_party
 
     quiet_third_party(verbose)
-    from phi3v_train.checkpoint import CheckpointError
     from phi3v_train.train import PreflightError, run_training
     from phi3v_train.trainer import NonFiniteLossError
+    from phi3v_train.weights import CheckpointError
 
     try:
         result = run_training(config, console)
@@ -147,8 +147,8 @@ def _cannot_start(console: Console, exc: Exception) -> None:
 
 def _interrupted_message(output_dir: Path) -> str:
     """Where an interrupted run stands and how to continue it."""
+    from phi3v_train.checkpoints import newest_complete_checkpoint
     from phi3v_train.train import read_train_log
-    from phi3v_train.trainer import newest_complete_checkpoint
 
     steps = [entry["step"] for entry in read_train_log(output_dir) if "loss" in entry]
     where = f"stopped at step {steps[-1]}" if steps else "stopped before the first step"

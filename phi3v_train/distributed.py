@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from phi3v_train.config import ConfigError
+from phi3v_train.train_config import ConfigError
 
 # The reference recipe's ZeRO-2 settings; "auto" values are filled in by the HF Trainer
 # from the run's own arguments (batch sizes, accumulation, clipping, precision).

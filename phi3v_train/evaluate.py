@@ -46,9 +46,9 @@ def load_for_inference(
     """(model in eval mode, processor) from a checkpoint or an adapter folder."""
     import torch
 
-    from phi3v_train.modeling import Phi3VForCausalLM
+    from phi3v_train.modeling_phi3v import Phi3VForCausalLM
     from phi3v_train.modes import compute_dtype, is_adapter_dir
-    from phi3v_train.processing import Phi3VProcessor
+    from phi3v_train.processing_phi3v import Phi3VProcessor
 
     dtype = compute_dtype(dtype_name)
     if is_adapter_dir(model_dir):
@@ -77,7 +77,7 @@ def load_for_inference(
 def trained_image_layout(model_dir: Path) -> str:
     """The image-tag layout a `phi3v train` run used (its run_config.json), else the default:
     evaluation and prediction must lay out untagged images as training did."""
-    from phi3v_train.config import RUN_CONFIG_NAME
+    from phi3v_train.train_config import RUN_CONFIG_NAME
 
     try:
         return str(json.loads((model_dir / RUN_CONFIG_NAME).read_text())["image_layout"])

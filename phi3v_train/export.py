@@ -36,9 +36,9 @@ def export_checkpoint(
     import torch
 
     from phi3v_train.evaluate import adapter_base
-    from phi3v_train.modeling import Phi3VForCausalLM
+    from phi3v_train.modeling_phi3v import Phi3VForCausalLM
     from phi3v_train.modes import compute_dtype, is_adapter_dir
-    from phi3v_train.processing import Phi3VProcessor
+    from phi3v_train.processing_phi3v import Phi3VProcessor
 
     if is_adapter_dir(model_dir):
         if not merge_lora:

@@ -20,7 +20,7 @@ from torch import nn
 from transformers import CLIPVisionModel
 
 from phi3v_data.tokens import CROP_SIZE, num_image_tokens_for_padded
-from phi3v_train.configuration import Phi3VConfig
+from phi3v_train.configuration_phi3v import Phi3VConfig
 
 MERGED_GRID = 12  # 24x24 CLIP patches of a 336-px crop, merged 2x2
 

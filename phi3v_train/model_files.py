@@ -109,7 +109,7 @@ def copy_companion_files(
         written.append(CHAT_TEMPLATES_DIR)
     if num_crops is not None and not (base / PREPROCESSOR_CONFIG).is_file():
         # No file to keep: record the run's num_crops in the official layout.
-        from phi3v_train.builders import preprocessor_config
+        from phi3v_train.init_model import preprocessor_config
 
         data = preprocessor_config(num_crops)
         _write_bytes(out / PREPROCESSOR_CONFIG, (json.dumps(data, indent=2) + "\n").encode())

@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from phi3v_train.config import (
+from phi3v_train.train_config import (
     LANGUAGE_LORA_TARGETS,
     PROJECTOR_LORA_TARGETS,
     VISION_LORA_TARGETS,
@@ -59,7 +59,7 @@ def load_model_for_training(config: TrainConfig, precision: str, device: str = "
     """Load `config.model` and prepare it for `config.mode` (frozen parts, LoRA, 4-bit)."""
     import torch
 
-    from phi3v_train.modeling import Phi3VForCausalLM
+    from phi3v_train.modeling_phi3v import Phi3VForCausalLM
 
     # LoRA bases are frozen: keep them in the compute dtype. Trained weights stay fp32
     # (autocast computes in bf16/fp16; DeepSpeed keeps its own fp32 master copy).
@@ -79,7 +79,7 @@ def load_model_for_training(config: TrainConfig, precision: str, device: str = "
 
 
 def freeze_vision(model: torch.nn.Module) -> None:
-    from phi3v_train.modeling import component_of
+    from phi3v_train.modeling_phi3v import component_of
 
     for name, param in model.named_parameters():
         if component_of(name) in ("vision", "projector"):
@@ -159,7 +159,7 @@ def quantize_4bit(model: torch.nn.Module, dtype: torch.dtype, device: str) -> No
 
 def trainable_parameters(model: torch.nn.Module) -> dict[str, int]:
     """Trainable parameter counts per component: vision, projector, language, lora, total."""
-    from phi3v_train.modeling import component_of
+    from phi3v_train.modeling_phi3v import component_of
 
     counts: Counter[str] = Counter({"vision": 0, "projector": 0, "language": 0, "lora": 0})
     for name, param in model.named_parameters():

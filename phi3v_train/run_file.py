@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from phi3v_train.config import ConfigError, TrainConfig
+from phi3v_train.train_config import ConfigError, TrainConfig
 
 # Command parameters that are not settings of the run.
 NOT_IN_FILE = frozenset({"config_file"})

@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from phi3v_train.config import RUN_CONFIG_NAME, ConfigError, TrainConfig, warmup_steps_for
+from phi3v_train.checkpoints import (
+    TRAIN_LOG_NAME,
+    newest_complete_checkpoint,
+    resume_checkpoint,
+    truncate_train_log,
+)
 from phi3v_train.data import (
     SKIPPED_LOG_NAME,
     Sample,
@@ -50,18 +55,13 @@ from phi3v_train.mixing import (
     plan_parts,
 )
 from phi3v_train.model_files import copy_companion_files
+from phi3v_train.train_config import RUN_CONFIG_NAME, ConfigError, TrainConfig, warmup_steps_for
 from phi3v_train.trainer import (
-    TRAIN_LOG_NAME,
     JsonlLogCallback,
     NonFiniteLossCallback,
     NonFiniteLossError,
     Phi3VTrainer,
     RichProgressCallback,
-    checkpoint_dirs,
-    is_complete,
-    newest_complete_checkpoint,
-    remove_incomplete_checkpoints,
-    truncate_train_log,
 )
 
 SUMMARY_NAME = "train_summary.json"
@@ -244,36 +244,6 @@ def estimated_total_steps(config: TrainConfig, samples: int, accumulation: int) 
     return max(1, math.ceil(config.epochs * math.ceil(batches / accumulation)))
 
 
-def resume_checkpoint(config: TrainConfig) -> Path | None:
-    """The checkpoint to continue from: `--resume auto` = the newest complete one (or
-    none: a fresh start); `--resume PATH` = that one, which must be complete.
-
-    Raises:
-        ConfigError: a PATH that is not a complete checkpoint, or a fresh run (no
-            `--resume`) into a folder holding another run's checkpoints.
-    """
-    if config.resume is None:
-        if checkpoint_dirs(config.output_dir):
-            raise ConfigError(
-                f"{config.output_dir} already holds checkpoints of a run: pass --resume auto "
-                "to continue it, or choose another --output-dir"
-            )
-        return None
-    if config.resume == "auto":
-        if is_main_process():
-            remove_incomplete_checkpoints(config.output_dir)
-        return newest_complete_checkpoint(config.output_dir)
-    path = Path(config.resume)
-    if not (path / "trainer_state.json").is_file():
-        raise ConfigError(f"--resume {path}: not a checkpoint folder (no trainer_state.json)")
-    if not is_complete(path):
-        raise ConfigError(
-            f"--resume {path}: this checkpoint is incomplete (the run stopped while saving "
-            "it); use --resume auto to take the newest complete one"
-        )
-    return path
-
-
 def run_training(config: TrainConfig, console=None, callbacks: Sequence[Any] = ()) -> TrainResult:
     """Train as `config` says; on every process of a torchrun launch.
 
@@ -292,7 +262,7 @@ def _run(config: TrainConfig, console, extra_callbacks: Sequence[Any]) -> TrainR
     from transformers import PrinterCallback, set_seed
 
     from phi3v_train.modes import load_model_for_training, resolve_precision, trainable_parameters
-    from phi3v_train.processing import Phi3VProcessor
+    from phi3v_train.processing_phi3v import Phi3VProcessor
 
     config.check()
     accumulation = gradient_accumulation_steps(

@@ -2,93 +2,26 @@
 checkpoints, a non-finite loss guard, per-step JSONL log, rich progress, task metrics.
 
 Checkpoints: the Trainer writes `checkpoint-N/` in place; once every process has
-finished writing, the main process adds `checkpoint-N/COMPLETE`. `--resume auto` takes
-the newest complete checkpoint and removes incomplete ones (left by a kill), and
-`--save-total-limit` only ever deletes complete checkpoints older than a newer complete
-one, so a crash at any moment leaves a checkpoint to resume from.
+finished writing, the main process marks it complete (`phi3v_train.checkpoints`).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from phi3v_train.config import TrainConfig
+from phi3v_train.checkpoints import COMPLETE_MARKER, rotate_checkpoints
 from phi3v_train.distributed import barrier
-
-COMPLETE_MARKER = "COMPLETE"
-TRAIN_LOG_NAME = "train_log.jsonl"
-_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+from phi3v_train.train_config import TrainConfig
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the run stopped without saving the bad weights."""
-
-
-# -- checkpoint bookkeeping ---------------------------------------------------------------
-
-
-def checkpoint_dirs(output_dir: Path) -> list[tuple[int, Path]]:
-    """(step, path) of every `checkpoint-N` folder, oldest first."""
-    if not output_dir.is_dir():
-        return []
-    found = []
-    for path in output_dir.iterdir():
-        match = _CHECKPOINT_RE.match(path.name)
-        if match and path.is_dir():
-            found.append((int(match.group(1)), path))
-    return sorted(found)
-
-
-def is_complete(checkpoint: Path) -> bool:
-    return (checkpoint / COMPLETE_MARKER).is_file()
-
-
-def newest_complete_checkpoint(output_dir: Path) -> Path | None:
-    complete = [path for _, path in checkpoint_dirs(output_dir) if is_complete(path)]
-    return complete[-1] if complete else None
-
-
-def remove_incomplete_checkpoints(output_dir: Path) -> list[Path]:
-    removed = []
-    for _, path in checkpoint_dirs(output_dir):
-        if not is_complete(path):
-            shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
-    return removed
-
-
-def rotate_checkpoints(output_dir: Path, keep: int | None) -> list[Path]:
-    """Delete the oldest complete checkpoints beyond `keep` (never an incomplete one)."""
-    if keep is None:
-        return []
-    complete = [path for _, path in checkpoint_dirs(output_dir) if is_complete(path)]
-    doomed = complete[: max(0, len(complete) - keep)]
-    for path in doomed:
-        shutil.rmtree(path, ignore_errors=True)
-    return doomed
-
-
-def truncate_train_log(output_dir: Path, last_step: int) -> None:
-    """Keep log lines up to `last_step` (a resumed run rewrites the steps after it)."""
-    from phi3v_data.jsonl import atomic_write_bytes
-
-    path = output_dir / TRAIN_LOG_NAME
-    if not path.is_file():
-        return
-    kept = [
-        line
-        for line in path.read_text().splitlines()
-        if line.strip() and json.loads(line).get("step", 0) <= last_step
-    ]
-    atomic_write_bytes(path, "".join(f"{line}\n" for line in kept).encode())
 
 
 # -- the trainer --------------------------------------------------------------------------
@@ -148,7 +81,7 @@ class Phi3VTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         """AdamW with one group per (component, weight decay): vision, projector, language."""
-        from phi3v_train.modeling import component_of
+        from phi3v_train.modeling_phi3v import component_of
 
         if self.optimizer is not None:
             return self.optimizer

@@ -16,7 +16,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Treat it as read-only: copy it before writing into it.
     """
-    from phi3v_train.builders import init_model_dir
+    from phi3v_train.init_model import init_model_dir
 
     return init_model_dir(tmp_path_factory.mktemp("phi3v-tiny") / "model", "tiny")
 

@@ -1,8 +1,8 @@
 import json
 from pathlib import Path
 
-from phi3v_train.builders import phi35_vision_config, tiny_config
-from phi3v_train.configuration import Phi3VConfig
+from phi3v_train.configuration_phi3v import Phi3VConfig
+from phi3v_train.init_model import phi35_vision_config, tiny_config
 
 
 def test_official_config_round_trips_to_the_same_json(real_assets: Path, tmp_path: Path) -> None:

@@ -219,7 +219,7 @@ def test_max_new_tokens_default_is_the_longest_gold_answer_plus_a_margin(
     from phi3v_data.records import Record, Turn
     from phi3v_train.data import Sample
     from phi3v_train.evaluate import TokenLimit, token_limit
-    from phi3v_train.processing import Phi3VProcessor
+    from phi3v_train.processing_phi3v import Phi3VProcessor
 
     tokenizer = Phi3VProcessor.from_pretrained(tiny_model_dir).tokenizer
     # The tiny tokenizer spells words nearly letter by letter: "Green." is the longest

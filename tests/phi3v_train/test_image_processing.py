@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from phi3v_data.tokens import CROP_SIZE, hd_padded_size, hd_resized_size
-from phi3v_train.image_processing import CLIP_MEAN, CLIP_STD, HDImageTransform
+from phi3v_train.image_processing_phi3v import CLIP_MEAN, CLIP_STD, HDImageTransform
 
 # Square, landscape, portrait, odd paddings (1 row), 1-pixel sides, extreme aspect ratios.
 SIZES = [

@@ -4,8 +4,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from phi3v_cli.app import app
-from phi3v_train.modeling import Phi3VForCausalLM
-from phi3v_train.processing import Phi3VProcessor
+from phi3v_train.modeling_phi3v import Phi3VForCausalLM
+from phi3v_train.processing_phi3v import Phi3VProcessor
 
 runner = CliRunner()
 

@@ -13,18 +13,18 @@ from safetensors.torch import load_file
 from train_fixtures import fast_config, write_colour_dataset
 
 from phi3v_data.tokens import num_image_tokens_for_padded
-from phi3v_train.checkpoint import (
+from phi3v_train.export import export_checkpoint
+from phi3v_train.model_files import PROCESSOR_FILES, copy_companion_files, with_num_crops
+from phi3v_train.modeling_phi3v import Phi3VForCausalLM
+from phi3v_train.processing_phi3v import Phi3VProcessor
+from phi3v_train.train import run_training
+from phi3v_train.weights import (
     BIN_INDEX_NAME,
     BIN_WEIGHTS_NAME,
     WEIGHTS_NAME,
     CheckpointKeyError,
     weight_files,
 )
-from phi3v_train.export import export_checkpoint
-from phi3v_train.model_files import PROCESSOR_FILES, copy_companion_files, with_num_crops
-from phi3v_train.modeling import Phi3VForCausalLM
-from phi3v_train.processing import Phi3VProcessor
-from phi3v_train.train import run_training
 
 REMOTE_CODE = {
     "configuration_phi3_v.py": "# stand-in for the official configuration module\n",

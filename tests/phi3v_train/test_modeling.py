@@ -7,9 +7,9 @@ from official_keys import official_keys
 from safetensors.torch import load_file, save_file
 
 from phi3v_data.tokens import num_image_tokens_for_padded
-from phi3v_train.builders import phi35_vision_config
-from phi3v_train.checkpoint import INDEX_NAME, CheckpointKeyError
-from phi3v_train.modeling import Phi3VForCausalLM, component_of
+from phi3v_train.init_model import phi35_vision_config
+from phi3v_train.modeling_phi3v import Phi3VForCausalLM, component_of
+from phi3v_train.weights import INDEX_NAME, CheckpointKeyError
 
 
 @pytest.fixture

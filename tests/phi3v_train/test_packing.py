@@ -34,7 +34,7 @@ from phi3v_data.records import Record, Turn
 from phi3v_data.tokens import num_image_tokens
 from phi3v_train.collator import TrainCollator
 from phi3v_train.data import Sample, TrainDataset, load_samples, split_files
-from phi3v_train.modeling import Phi3VForCausalLM
+from phi3v_train.modeling_phi3v import Phi3VForCausalLM
 from phi3v_train.packing import (
     LengthGroupedSampler,
     length_grouped_indices,
@@ -43,7 +43,7 @@ from phi3v_train.packing import (
     padding_stats,
     sample_lengths,
 )
-from phi3v_train.processing import Phi3VProcessor
+from phi3v_train.processing_phi3v import Phi3VProcessor
 from phi3v_train.train import read_train_log, run_training
 
 STEPS = 4

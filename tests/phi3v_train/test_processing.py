@@ -8,9 +8,9 @@ from PIL import Image
 
 from phi3v_data.records import Record, Turn
 from phi3v_data.tokens import hd_padded_size, num_image_tokens
-from phi3v_train.image_processing import CLIP_MEAN, CLIP_STD, HDImageTransform
-from phi3v_train.modeling import Phi3VForCausalLM
-from phi3v_train.processing import IGNORE_INDEX, Phi3VProcessor, ProcessorError
+from phi3v_train.image_processing_phi3v import CLIP_MEAN, CLIP_STD, HDImageTransform
+from phi3v_train.modeling_phi3v import Phi3VForCausalLM
+from phi3v_train.processing_phi3v import IGNORE_INDEX, Phi3VProcessor, ProcessorError
 
 SIZES = [(336, 336), (64, 48), (48, 64), (500, 100), (100, 500), (96, 54), (5, 170), (300, 2)]
 

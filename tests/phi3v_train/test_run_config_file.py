@@ -11,9 +11,9 @@ from train_fixtures import losses, write_colour_dataset
 from typer.testing import CliRunner
 
 from phi3v_cli.app import app
-from phi3v_train.config import TrainConfig
 from phi3v_train.run_file import RunFileError, config_from, merge_settings
 from phi3v_train.train import read_train_log
+from phi3v_train.train_config import TrainConfig
 
 runner = CliRunner()
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from phi3v_train.builders import SPECIAL_TOKENS
-from phi3v_train.processing import Phi3VProcessor
+from phi3v_train.init_model import SPECIAL_TOKENS
+from phi3v_train.processing_phi3v import Phi3VProcessor
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from phi3v_train.config import ConfigError, TrainConfig, warmup_steps_for
-from phi3v_train.distributed import deepspeed_config, gradient_accumulation_steps
-from phi3v_train.modes import lora_targets
-from phi3v_train.trainer import (
+from phi3v_train.checkpoints import (
     COMPLETE_MARKER,
     newest_complete_checkpoint,
     remove_incomplete_checkpoints,
     rotate_checkpoints,
     truncate_train_log,
 )
+from phi3v_train.distributed import deepspeed_config, gradient_accumulation_steps
+from phi3v_train.modes import lora_targets
+from phi3v_train.train_config import ConfigError, TrainConfig, warmup_steps_for
 
 
 def _config(**overrides: object) -> TrainConfig:
@@ -144,7 +144,7 @@ def test_train_log_is_cut_back_to_the_resumed_step(tmp_path: Path) -> None:
 
 
 def test_resume_choices(tmp_path: Path) -> None:
-    from phi3v_train.train import resume_checkpoint
+    from phi3v_train.checkpoints import resume_checkpoint
 
     out = tmp_path / "run"
     assert resume_checkpoint(_config(output_dir=out)) is None  # fresh run, empty folder

@@ -24,7 +24,7 @@ from phi3v_train.data import (
 
 @pytest.fixture(scope="module")
 def processor(tiny_model_dir: Path):
-    from phi3v_train.processing import Phi3VProcessor
+    from phi3v_train.processing_phi3v import Phi3VProcessor
 
     return Phi3VProcessor.from_pretrained(tiny_model_dir, num_crops=1)
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from train_fixtures import fast_config, losses, write_colour_dataset
 from transformers import TrainerCallback
 
-from phi3v_train.modeling import component_of
+from phi3v_train.modeling_phi3v import component_of
 from phi3v_train.train import run_training
 from phi3v_train.trainer import NonFiniteLossError
 

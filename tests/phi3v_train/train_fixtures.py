@@ -77,7 +77,7 @@ def write_colour_dataset(
 
 def fast_config(model: Path, data: Path, out: Path, **overrides: object):
     """A TrainConfig that runs in seconds on CPU with the tiny model."""
-    from phi3v_train.config import TrainConfig
+    from phi3v_train.train_config import TrainConfig
 
     settings: dict[str, object] = {
         "model": model,

@@ -26,10 +26,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from transformers import __version__ as transformers_version
-from transformers.initialization import no_init_weights
 
 from phi3v_data.jsonl import FILE_MODE, atomic_write
-from phi3v_train.configuration import Phi3VConfig
+from phi3v_train.configuration_phi3v import Phi3VConfig
 
 CONFIG_NAME = "config.json"
 GENERATION_CONFIG_NAME = "generation_config.json"
@@ -177,52 +176,11 @@ def load_config(path: Path) -> Phi3VConfig:
     return Phi3VConfig.from_official_dict(data)
 
 
-def build_model(
-    config: Phi3VConfig,
-    *,
-    dtype: torch.dtype = torch.float32,
-    attn_implementation: str = "sdpa",
-    device: str | torch.device = "cpu",
-    initialize: bool = True,
-):
-    """A `Phi3VForCausalLM` for `config`; random weights unless `initialize` is False
-    (then the memory is left uninitialised, to be overwritten by a checkpoint)."""
-    from phi3v_train.modeling import Phi3VForCausalLM, check_attn_implementation
-
-    check_attn_implementation(attn_implementation)
-    config._attn_implementation = attn_implementation
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype)
-    try:
-        with torch.device(device):
-            if initialize:
-                model = Phi3VForCausalLM(config)
-            else:
-                with no_init_weights():
-                    model = Phi3VForCausalLM(config)
-    finally:
-        torch.set_default_dtype(previous)
-    return model
-
-
-def load_model(
-    path: Path,
-    *,
-    dtype: torch.dtype = torch.float32,
-    attn_implementation: str = "sdpa",
-    device: str | torch.device = "cpu",
-):
-    """Load a checkpoint directory strictly (see the module docstring)."""
-    config = load_config(path)
+def load_weights(model, path: Path) -> None:
+    """Fill `model` (built for `path`'s config.json) from `path`'s weight files, strictly
+    (see the module docstring), and keep its generation_config.json beside it."""
     files = weight_files(path)
     file_keys = checkpoint_keys(files)
-    model = build_model(
-        config,
-        dtype=dtype,
-        attn_implementation=attn_implementation,
-        device=device,
-        initialize=False,
-    )
     state = model.state_dict()
     mapping, missing, unexpected = match_keys(set(state), set(file_keys))
     if missing or unexpected:
@@ -252,8 +210,6 @@ def load_model(
     generation = path / GENERATION_CONFIG_NAME
     if generation.is_file():
         model._official_generation_config = json.loads(generation.read_text())
-    model.eval()
-    return model
 
 
 def _reset_unloaded(model, loaded: set[str]) -> None:

@@ -7,7 +7,7 @@
 Parameter names are the official checkpoint's (`model.embed_tokens`, `model.layers.*`,
 `model.vision_embed_tokens.*`, `lm_head`), so LoRA targets, DeepSpeed and other tools
 that read the official format see the same names. Loading and saving live in
-`phi3v_train.checkpoint`.
+`phi3v_train.weights`.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ import torch
 import torch.distributed as dist
 from transformers import GenerationMixin, Phi3Model, PreTrainedModel
 from transformers.cache_utils import Cache
+from transformers.initialization import no_init_weights
 from transformers.loss.loss_utils import ForCausalLMLoss
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from phi3v_train.configuration import Phi3VConfig
+from phi3v_train.configuration_phi3v import Phi3VConfig
 from phi3v_train.image_embedding import Phi3VImageEmbedding
+from phi3v_train.weights import load_config, load_weights, save_model
 
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "flash_attention_2", "eager")
 Component = Literal["vision", "projector", "language"]
@@ -163,9 +165,7 @@ class Phi3VForCausalLM(PreTrainedModel, GenerationMixin):
         device: str | torch.device = "cpu",
         **unsupported: Any,
     ) -> Phi3VForCausalLM:
-        """Load a checkpoint directory in the official layout (see `phi3v_train.checkpoint`)."""
-        from phi3v_train.checkpoint import load_model
-
+        """Load a checkpoint directory in the official layout (see `phi3v_train.weights`)."""
         if unsupported:
             raise TypeError(f"unsupported from_pretrained arguments: {', '.join(unsupported)}")
         return load_model(
@@ -183,8 +183,6 @@ class Phi3VForCausalLM(PreTrainedModel, GenerationMixin):
         when larger than `max_shard_size`) with the official key names. Extra keyword
         arguments that `transformers.Trainer` passes (safe_serialization, ...) are accepted;
         the format is always safetensors."""
-        from phi3v_train.checkpoint import save_model
-
         save_model(self, Path(save_directory), state_dict=state_dict, max_shard_size=max_shard_size)
 
     # -- forward ---------------------------------------------------------------------------
@@ -300,3 +298,49 @@ class Phi3VForCausalLM(PreTrainedModel, GenerationMixin):
         kwargs.setdefault("pad_token_id", self.config.text_config.pad_token_id)
         kwargs.setdefault("suppress_tokens", [self.config.image_token_id])
         return super().generate(*args, **kwargs)
+
+
+def build_model(
+    config: Phi3VConfig,
+    *,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    device: str | torch.device = "cpu",
+    initialize: bool = True,
+):
+    """A `Phi3VForCausalLM` for `config`; random weights unless `initialize` is False
+    (then the memory is left uninitialised, to be overwritten by a checkpoint)."""
+    check_attn_implementation(attn_implementation)
+    config._attn_implementation = attn_implementation
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            if initialize:
+                model = Phi3VForCausalLM(config)
+            else:
+                with no_init_weights():
+                    model = Phi3VForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    return model
+
+
+def load_model(
+    path: Path,
+    *,
+    dtype: torch.dtype = torch.float32,
+    attn_implementation: str = "sdpa",
+    device: str | torch.device = "cpu",
+) -> Phi3VForCausalLM:
+    """Load a checkpoint directory in the official layout, strictly (`phi3v_train.weights`)."""
+    model = build_model(
+        load_config(path),
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        device=device,
+        initialize=False,
+    )
+    load_weights(model, path)
+    model.eval()
+    return model

@@ -97,8 +97,7 @@ class TrainConfig:
     eval_files: tuple[Path, ...] = flag(
         (),
         "--eval-files",
-        help="JSONL file(s) to evaluate on (repeat the flag), e.g. with positional training"
-        " files.",
+        help="JSONL file(s) to evaluate on (repeat the flag), e.g. with positional training files.",
         repeat=True,
         exists=True,
         dir_okay=False,
@@ -186,13 +185,10 @@ class TrainConfig:
     )
 
     save_steps: int = flag(200, help="Checkpoint every N optimizer steps.")
-    save_total_limit: int | None = flag(
-        2, help="Keep at most N complete checkpoints (default 2)."
-    )
+    save_total_limit: int | None = flag(2, help="Keep at most N complete checkpoints (default 2).")
     resume: str | None = flag(
         None,
-        help="'auto' (newest complete checkpoint in --output-dir, if any) or a checkpoint"
-        " folder.",
+        help="'auto' (newest complete checkpoint in --output-dir, if any) or a checkpoint folder.",
     )
     eval_steps: int | None = flag(None, help="Evaluate (loss + task metric) every N steps.")
     eval_max_samples: int = flag(

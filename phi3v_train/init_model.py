@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from phi3v_data.jsonl import atomic_write
-from phi3v_train.configuration import (
+from phi3v_train.configuration_phi3v import (
     DEFAULT_EMBD_LAYER,
     DEFAULT_IMG_PROCESSOR,
     Phi3VConfig,
@@ -300,7 +300,7 @@ def init_model_dir(
     import torch
 
     from phi3v_data.tokens import check_num_crops
-    from phi3v_train.checkpoint import build_model
+    from phi3v_train.modeling_phi3v import build_model
 
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}: choose one of {', '.join(SIZES)}")

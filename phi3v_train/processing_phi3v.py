@@ -26,7 +26,7 @@ from transformers import BatchFeature, PreTrainedTokenizerFast
 from phi3v_data.prompt import Chunk, prompt_chunks, record_chunks, render
 from phi3v_data.records import IMAGE_LAYOUTS, Record
 from phi3v_data.tokens import check_num_crops, num_image_tokens_for_padded
-from phi3v_train.image_processing import CLIP_MEAN, CLIP_STD, HDImageTransform
+from phi3v_train.image_processing_phi3v import CLIP_MEAN, CLIP_STD, HDImageTransform
 
 IGNORE_INDEX = -100
 IMAGE_TOKEN = "<|image|>"
@@ -97,7 +97,7 @@ class Phi3VProcessor:
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write the tokenizer files and preprocessor_config.json (with this num_crops)."""
-        from phi3v_train.builders import preprocessor_config, write_json
+        from phi3v_train.init_model import preprocessor_config, write_json
 
         path = Path(path)
         self.tokenizer.save_pretrained(str(path))
