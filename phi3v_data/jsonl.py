@@ -44,6 +44,14 @@ class JsonlLine:
     size: int = 0
 
 
+def raw_lines(
+    stream: IO[bytes], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[bytes | None]:
+    """Every line of `stream` without its newline; None for a line over the limit."""
+    for raw, _ in _raw_lines(stream, max_line_bytes):
+        yield raw
+
+
 def _raw_lines(stream: IO[bytes], max_line_bytes: int) -> Iterator[tuple[bytes | None, int]]:
     """Yield (line bytes without newline, size); None for a line over the limit."""
     while True:

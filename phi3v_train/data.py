@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from phi3v_data import dataset_dir
 from phi3v_data.images import ACCEPTED_FORMATS, DEFAULT_MAX_PIXELS
-from phi3v_data.jsonl import iter_records
 from phi3v_data.paths import PathProblem, resolve_image_path
 from phi3v_data.records import Record
 from phi3v_train.collator import fit_to_max_length
@@ -76,21 +75,22 @@ def has_split(data_dir: Path, split: str) -> bool:
 def load_samples(files: Sequence[Path], image_root: Path | None = None) -> list[Sample]:
     """All records of `files`; images resolve under `image_root` or `<file dir>/images`.
 
-    Lines that are not schema-valid records (possible with `--skip-validation`) are
-    skipped with a warning naming `file:line`.
+    Records are read as `phi3v validate` reads them (`phi3v_data.validate.shape`): one
+    path, no second schema check. Lines that are not valid records (possible with
+    `--skip-validation`) are skipped with a warning naming `file:line`.
     """
-    from phi3v_data.schema import is_valid
+    from phi3v_data.validate.shape import read_records
 
     samples: list[Sample] = []
     for path in files:
         root = image_root if image_root is not None else path.parent / "images"
-        for lineno, value in iter_records(path):
-            if not is_valid(value):
+        for lineno, record in read_records(path):
+            if record is None:
                 logger.warning(
                     "%s:%d: not a valid record, skipped (see `phi3v validate`)", path, lineno
                 )
                 continue
-            samples.append(Sample(Record.from_dict(value), root, f"{path}:{lineno}"))
+            samples.append(Sample(record, root, f"{path}:{lineno}"))
     if not samples:
         names = ", ".join(str(path) for path in files)
         raise DataError(f"no records in {names}")

@@ -13,13 +13,17 @@ other way round. `tests/phi3v_data/test_validate_fuzz.py` compares both paths.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
+import orjson
 from msgspec import UNSET, Meta, Struct, UnsetType
 
+from phi3v_data.jsonl import raw_lines
 from phi3v_data.records import Record, Turn
+from phi3v_data.schema import is_valid
 
 NonEmpty = Annotated[str, Meta(min_length=1)]
 
@@ -56,7 +60,38 @@ def shape_from_value(value: Mapping[str, Any]) -> RecordShape:
     return RecordShape(value["id"], value["source"], turns, value.get("meta", UNSET))
 
 
-def to_record(shape: RecordShape) -> Record:
-    """The typed record the prompt layout reads (`meta` left out: it holds no tokens)."""
+def to_record(shape: RecordShape, with_meta: bool = False) -> Record:
+    """The typed record the prompt layout reads (`meta` only `with_meta`: it holds no tokens)."""
     turns = tuple(Turn(t.user, t.assistant, tuple(t.images)) for t in shape.conversations)
-    return Record(shape.id, shape.source, turns)
+    meta = shape.meta if with_meta and shape.meta is not UNSET else None
+    return Record(shape.id, shape.source, turns, meta)
+
+
+def read_records(path: Path) -> Iterator[tuple[int, Record | None]]:
+    """(line number, record) for every non-blank line of `path`, read as `phi3v validate`
+    reads it: the typed decode, and for a line it refuses, JSON and the schema. The record
+    is None for a line that is not a valid record (bad UTF-8 or JSON, too long, the
+    schema). The one reader of records for training, eval and predict."""
+    decode = decoder().decode
+    with path.open("rb") as stream:
+        for lineno, raw in enumerate(raw_lines(stream), start=1):
+            if raw is None:
+                yield lineno, None
+                continue
+            if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            if not raw.strip():
+                continue
+            try:
+                shape = decode(raw)
+            except FAST_PATH_ERRORS:
+                try:
+                    value = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    yield lineno, None
+                    continue
+                if not is_valid(value):
+                    yield lineno, None
+                    continue
+                shape = shape_from_value(value)
+            yield lineno, to_record(shape, with_meta=True)
