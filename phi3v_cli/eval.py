@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from phi3v_data.tokens import NUM_CROPS_HELP
+from phi3v_cli.flags import settings_values, with_settings
+from phi3v_train.eval_config import EvalConfig
 
 _HELP = """Generate answers for a split and score them: predictions.jsonl + metrics.json.
 
@@ -23,71 +24,9 @@ model's tokens) + 8; predictions cut at the limit without an end token are count
 Several GPUs: torchrun --nproc_per_node=N $(which phi3v) eval ... (sharded, gathered on rank 0)."""
 
 
+@with_settings(EvalConfig)
 def evaluate(
-    model: Annotated[
-        Path,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A trained run folder, checkpoint or LoRA adapter.",
-            exists=True,
-            file_okay=False,
-        ),
-    ],
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--data-dir",
-            "-d",
-            help="A folder written by `phi3v convert`.",
-            exists=True,
-            file_okay=False,
-        ),
-    ] = None,
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="JSONL files (instead of --data-dir).", show_default=False),
-    ] = None,
-    split: Annotated[str, typer.Option(help="Split of --data-dir.")] = "val",
-    image_root: Annotated[Path | None, typer.Option(help="Image root for JSONL files.")] = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option("--output-dir", "-o", help="Where to write (default: MODEL/eval-SPLIT)."),
-    ] = None,
-    base_model: Annotated[
-        Path | None,
-        typer.Option(help="Base checkpoint of an adapter (default: from adapter_config.json)."),
-    ] = None,
-    metric: Annotated[
-        Literal["auto", "accuracy", "anls"],
-        typer.Option(help="auto: ANLS for DocVQA, accuracy for the other sources."),
-    ] = "auto",
-    batch_size: Annotated[
-        int, typer.Option(help="Generation batch per process (left-padded).")
-    ] = 8,
-    max_new_tokens: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Generation limit per answer. Default: the longest gold answer of the "
-            "evaluated samples in the model's tokens + 8 (64 when no sample has one).",
-            show_default=False,
-        ),
-    ] = None,
-    max_samples: Annotated[
-        int | None, typer.Option(help="Evaluate the first N samples only.")
-    ] = None,
-    num_crops: Annotated[
-        int | None, typer.Option(help=NUM_CROPS_HELP + " Default: the model's.")
-    ] = None,
-    precision: Annotated[
-        Literal["auto", "bf16", "fp16", "fp32"],
-        typer.Option(help="auto: bf16 if the GPU has it, else fp16; fp32 on CPU."),
-    ] = "auto",
-    attn: Annotated[
-        Literal["sdpa", "flash_attention_2", "eager"],
-        typer.Option(help="Attention kernel; flash_attention_2 needs bf16 and a GPU."),
-    ] = "sdpa",
+    settings: dict | None = None,
     show: Annotated[
         int,
         typer.Option(
@@ -105,32 +44,12 @@ def evaluate(
 
     from phi3v_train.data import DataError
     from phi3v_train.distributed import is_main_process, world_size
-    from phi3v_train.evaluate import (
-        PREDICTIONS_NAME,
-        EvalConfig,
-        ModelLoadError,
-        run_evaluation,
-    )
+    from phi3v_train.evaluate import PREDICTIONS_NAME, ModelLoadError, run_evaluation
 
     console = Console(stderr=True)
-    if data_dir is None and not files:
+    config = EvalConfig(**settings_values(EvalConfig, settings or {}))
+    if config.data_dir is None and not config.files:
         raise typer.BadParameter("pass --data-dir OUT or JSONL files")
-    config = EvalConfig(
-        model=model,
-        data_dir=data_dir,
-        files=tuple(files or ()),
-        split=split,
-        image_root=image_root,
-        output_dir=output_dir,
-        base_model=base_model,
-        metric=metric,
-        batch_size=batch_size,
-        max_new_tokens=max_new_tokens,
-        max_samples=max_samples,
-        num_crops=num_crops,
-        precision=precision,
-        attn=attn,
-    )
     progress = Progress(
         TextColumn("[bold]eval"),
         BarColumn(),
@@ -150,7 +69,7 @@ def evaluate(
         raise typer.Exit(code=2) from None
     if not is_main_process():
         return
-    table = Table(title=f"phi3v eval: {model}", title_justify="left")
+    table = Table(title=f"phi3v eval: {config.model}", title_justify="left")
     table.add_column("metric", style="bold")
     table.add_column("value", justify="right")
     for name, value in metrics.items():

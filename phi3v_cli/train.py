@@ -104,7 +104,8 @@ def train(
     from phi3v_train.console import quiet_third_party
 
     quiet_third_party(verbose)
-    from phi3v_train.train import PreflightError, run_training
+    from phi3v_train.preflight import PreflightError
+    from phi3v_train.train import run_training
     from phi3v_train.trainer import NonFiniteLossError
     from phi3v_train.weights import CheckpointError
 
@@ -148,7 +149,7 @@ def _cannot_start(console: Console, exc: Exception) -> None:
 def _interrupted_message(output_dir: Path) -> str:
     """Where an interrupted run stands and how to continue it."""
     from phi3v_train.checkpoints import newest_complete_checkpoint
-    from phi3v_train.train import read_train_log
+    from phi3v_train.run_report import read_train_log
 
     steps = [entry["step"] for entry in read_train_log(output_dir) if "loss" in entry]
     where = f"stopped at step {steps[-1]}" if steps else "stopped before the first step"

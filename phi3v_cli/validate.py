@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from phi3v_cli.flags import settings_values, with_settings
+from phi3v_data.flags import FlagError
 from phi3v_data.jsonl import atomic_write_bytes
-from phi3v_data.records import IMAGE_LAYOUT_HELP, IMAGE_LAYOUTS
-from phi3v_data.tokens import NUM_CROPS_HELP, check_num_crops
 from phi3v_data.validate import (
     CODES,
     ValidateOptions,
@@ -45,6 +45,7 @@ def _codes_table() -> Table:
     return table
 
 
+@with_settings(ValidateOptions, exclude=("show_progress", "max_pixels", "max_line_bytes"))
 def validate(
     paths: Annotated[
         list[Path] | None,
@@ -53,58 +54,7 @@ def validate(
             show_default=False,
         ),
     ] = None,
-    images: Annotated[
-        bool,
-        typer.Option(
-            "--images/--no-images",
-            help="Check image files (exists, regular file, decodes, size). --no-images checks"
-            " only JSON, schema, records and path rules: fast, touches no image.",
-        ),
-    ] = True,
-    deep: Annotated[
-        bool,
-        typer.Option(
-            "--deep",
-            help="Decode every image fully (slow). Default: PNG verify() and a 1/8-size"
-            " JPEG decode, which catch truncated and damaged files.",
-        ),
-    ] = False,
-    image_root: Annotated[
-        Path | None,
-        typer.Option(
-            help="Root of the image paths. Default: the images/ folder beside each JSONL file."
-        ),
-    ] = None,
-    allow_empty_assistant: Annotated[
-        bool,
-        typer.Option(
-            "--allow-empty-assistant",
-            help="Allow empty answers (inference-only data). Splits marked inference_only in a"
-            " converted directory's manifest.json are allowed anyway.",
-        ),
-    ] = False,
-    max_images: Annotated[int, typer.Option(min=0, help="Most images one record may have.")] = 64,
-    max_length: Annotated[
-        int | None,
-        typer.Option(
-            min=1,
-            help="Token budget: report samples longer than this (text + image tokens, image"
-            " tokens from each image's size at --num-crops). E.g. the training --max-length.",
-        ),
-    ] = None,
-    num_crops: Annotated[int, typer.Option(help=NUM_CROPS_HELP)] = 4,
-    image_layout: Annotated[str, typer.Option(help=IMAGE_LAYOUT_HELP)] = "seed",
-    tokenizer: Annotated[
-        Path | None,
-        typer.Option(
-            help="Directory with tokenizer.json (e.g. the model directory) for exact text"
-            " token counts. Without it text tokens are estimated from bytes.",
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(min=1, help="Processes for image checks. Default: all cores."),
-    ] = None,
+    settings: dict | None = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Fail (exit 1) on warnings too, not only on errors.")
     ] = False,
@@ -151,33 +101,14 @@ def validate(
     for path in paths:
         if not path.exists():
             raise typer.BadParameter(f"{path} does not exist", param_hint="PATHS")
-    try:
-        check_num_crops(num_crops)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--num-crops") from exc
-    if image_layout not in IMAGE_LAYOUTS:
-        choices = ", ".join(IMAGE_LAYOUTS)
-        raise typer.BadParameter(f"choose one of {choices}", param_hint="--image-layout")
-    if tokenizer is not None and not (tokenizer / "tokenizer.json").is_file():
-        raise typer.BadParameter(f"{tokenizer} has no tokenizer.json", param_hint="--tokenizer")
-    if max_length is not None and not images:
-        raise typer.BadParameter(
-            "the token budget needs image sizes: drop --no-images", param_hint="--max-length"
-        )
     total_bytes = sum(f.stat().st_size for p in paths for f in _files(p))
-    options = ValidateOptions(
-        image_root=image_root,
-        check_images=images,
-        deep=deep,
-        allow_empty_assistant=allow_empty_assistant,
-        max_images_per_record=max_images,
-        max_length=max_length,
-        num_crops=num_crops,
-        image_layout=image_layout,
-        tokenizer=tokenizer,
-        workers=workers,
-        show_progress=total_bytes >= _PROGRESS_BYTES and sys.stderr.isatty(),
-    )
+    try:
+        options = ValidateOptions(
+            **settings_values(ValidateOptions, settings or {}),
+            show_progress=total_bytes >= _PROGRESS_BYTES and sys.stderr.isatty(),
+        )
+    except FlagError as exc:
+        raise typer.BadParameter(exc.message, param_hint=exc.flag) from exc
     try:
         report = validate_paths(paths, options)
     except (FileNotFoundError, ValueError) as exc:

@@ -17,6 +17,15 @@ FLAG = "phi3v.flag"
 REQUIRED: Any = MISSING  # flag(REQUIRED, ...): a field with no default
 
 
+class FlagError(ValueError):
+    """A settings value that cannot work, naming the flag that gave it."""
+
+    def __init__(self, flag: str, message: str) -> None:
+        super().__init__(f"{flag}: {message}")
+        self.flag = flag
+        self.message = message
+
+
 @dataclass(frozen=True, slots=True)
 class Flag:
     """How one settings field appears on the command line.

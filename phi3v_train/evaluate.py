@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from phi3v_train.data import Sample, UnreadableImage, gold_answers, load_images
+from phi3v_train.eval_config import EvalConfig
 from phi3v_train.metrics import metric_for_source, score
 
 PREDICTIONS_NAME = "predictions.jsonl"
@@ -332,30 +333,6 @@ def write_results(
     lines = "".join(json.dumps(p.to_dict(), ensure_ascii=False) + "\n" for p in predictions)
     atomic_write_bytes(out_dir / PREDICTIONS_NAME, lines.encode())
     atomic_write_bytes(out_dir / METRICS_NAME, (json.dumps(metrics, indent=2) + "\n").encode())
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """`phi3v eval` settings; see its `--help`."""
-
-    model: Path
-    data_dir: Path | None = None
-    files: tuple[Path, ...] = ()
-    split: str = "val"
-    image_root: Path | None = None
-    output_dir: Path | None = None
-    base_model: Path | None = None
-    metric: str = "auto"
-    batch_size: int = 8
-    max_new_tokens: int | None = None  # None: from the longest gold answer (`token_limit`)
-    max_samples: int | None = None
-    num_crops: int | None = None
-    precision: str = "auto"
-    attn: str = "sdpa"
-
-    @property
-    def out(self) -> Path:
-        return self.output_dir or self.model / f"eval-{self.split}"
 
 
 def run_evaluation(

@@ -33,7 +33,6 @@ from phi3v_train.data import (
     SkipLog,
     TrainDataset,
     load_samples,
-    split_files,
 )
 from phi3v_train.distributed import (
     barrier,
@@ -55,6 +54,15 @@ from phi3v_train.mixing import (
     plan_parts,
 )
 from phi3v_train.model_files import copy_companion_files
+from phi3v_train.preflight import batching_report, preflight
+from phi3v_train.run_report import (
+    PLOT_NAME,
+    SUMMARY_NAME,
+    plot_training_curves,
+    print_start_summary,
+    read_train_log,
+    skipped_counts,
+)
 from phi3v_train.train_config import RUN_CONFIG_NAME, ConfigError, TrainConfig, warmup_steps_for
 from phi3v_train.trainer import (
     JsonlLogCallback,
@@ -63,13 +71,6 @@ from phi3v_train.trainer import (
     Phi3VTrainer,
     RichProgressCallback,
 )
-
-SUMMARY_NAME = "train_summary.json"
-PLOT_NAME = "training_curves.png"
-
-
-class PreflightError(RuntimeError):
-    """The data failed validation; the message says where and how to see every problem."""
 
 
 @dataclass
@@ -80,107 +81,6 @@ class TrainResult:
     skipped: dict[str, int] = field(default_factory=dict)
     resumed_from: str | None = None
     log: list[dict[str, Any]] = field(default_factory=list)
-
-
-# -- pre-flight -----------------------------------------------------------------------------
-
-
-def data_files(config: TrainConfig, split: str | None, explicit: tuple[Path, ...]) -> list[Path]:
-    """`explicit` files, else `split` of every --data-dir folder."""
-    if explicit:
-        return list(explicit)
-    if not config.data_dir or split is None:
-        return []
-    return [path for folder in config.data_dir for path in split_files(folder, split)]
-
-
-# Problems the training run itself handles (and counts): a sample over --max-length is
-# truncated or dropped by the --truncation policy instead of stopping the run.
-HANDLED_AT_TRAINING = frozenset({"token_budget"})
-
-
-def preflight(
-    config: TrainConfig, files: list[Path], console=None, several_sets: bool = False
-) -> dict[str, Any]:
-    """Validate `files` at the run's num_crops and max-length; return the data statistics.
-
-    `several_sets`: the files come from several data sets, whose ids need only be unique
-    within each one (a record id repeated in a file of another folder is no error).
-
-    Raises:
-        PreflightError: when the validator finds errors (unless `--skip-validation`).
-    """
-    from phi3v_data.validate import ValidateOptions, validate_paths
-
-    tokenizer = config.model if (config.model / "tokenizer.json").is_file() else None
-    options = ValidateOptions(
-        image_root=config.image_root,
-        max_length=config.max_length,
-        num_crops=config.num_crops,
-        image_layout=config.image_layout,
-        tokenizer=tokenizer,
-        show_progress=console is not None,
-    )
-    report = validate_paths(files, options)
-    fatal = [
-        p
-        for p in report.problems
-        if p.severity == "error"
-        and p.code not in HANDLED_AT_TRAINING
-        and not (several_sets and _id_of_another_folder(p))
-    ]
-    if fatal and not config.skip_validation:
-        shown = [f"  {p.location}: [{p.code}] {p.message}" for p in fatal[:20]]
-        more = [f"  ... and {len(fatal) - 20} more"] if len(fatal) > 20 else []
-        raise PreflightError(
-            f"the training data has {len(fatal)} error(s); nothing was trained:\n"
-            + "\n".join(shown + more)
-            + "\nFix them (see `phi3v validate` for the full report), or pass "
-            "--skip-validation to train anyway (bad samples are then skipped and counted)."
-        )
-    stats = report.stats.to_dict()
-    stats["over_max_length"] = sum(1 for p in report.problems if p.code in HANDLED_AT_TRAINING)
-    # Per-sample lengths in file order (train files first): tokens per step and padding.
-    stats["token_lengths"] = list(report.stats.token_lengths)
-    return stats
-
-
-def batching_report(
-    config: TrainConfig,
-    validated_lengths: list[int] | None,
-    train_lengths: list[int] | None,
-    samples: int,
-    accumulation: int,
-) -> dict[str, Any] | None:
-    """Tokens per step and padding fractions (padded, packed, length-grouped) of one epoch,
-    from the exact lengths of the training samples when `--group-by-length` computed them,
-    else from the validator's (capped at `--max-length`); None without either."""
-    from phi3v_train.packing import packing_report
-
-    lengths = train_lengths
-    if lengths is None and validated_lengths:
-        cap = config.max_length
-        lengths = [min(n, cap) if cap is not None else n for n in validated_lengths[:samples]]
-    if not lengths:
-        return None
-    report = packing_report(
-        lengths,
-        config.per_device_batch_size,
-        world_size() * accumulation,
-        config.seed,
-        config.group_by_length,
-    )
-    report["packing"] = config.packing
-    report["group_by_length"] = config.group_by_length
-    return report
-
-
-def _id_of_another_folder(problem) -> bool:
-    """A duplicate_id problem whose first use is in a file of another folder."""
-    if problem.code != "duplicate_id" or " is already used at " not in problem.message:
-        return False
-    first = problem.message.rsplit(" is already used at ", 1)[1].rsplit(":", 1)[0]
-    return Path(first).parent.resolve() != Path(problem.file).parent.resolve()
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -460,141 +360,3 @@ def save_final(trainer, config: TrainConfig, processor) -> None:
             os.replace(item, target)
         staging.rmdir()
     barrier()
-
-
-def skipped_counts(output_dir: Path) -> dict[str, int]:
-    """Skipped training samples by reason, over all ranks and loader workers (they all
-    append to one file). A resumed run may count a sample again that the killed run had
-    already fetched after its last checkpoint."""
-    from collections import Counter
-
-    path = output_dir / SKIPPED_LOG_NAME
-    if not path.is_file():
-        return {}
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return dict(Counter(line["reason"] for line in lines))
-
-
-def read_train_log(output_dir: Path) -> list[dict[str, Any]]:
-    path = output_dir / TRAIN_LOG_NAME
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def plot_training_curves(log: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train and eval) and learning rate against the step, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    train = [(e["step"], e["loss"]) for e in log if "loss" in e]
-    evals = [(e["step"], e["eval_loss"]) for e in log if "eval_loss" in e]
-    rates = [(e["step"], e["learning_rate"]) for e in log if "learning_rate" in e]
-    figure, (loss_axes, lr_axes) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
-    if train:
-        loss_axes.plot(*zip(*train, strict=True), label="train loss")
-    if evals:
-        loss_axes.plot(*zip(*evals, strict=True), "o-", label="eval loss")
-    loss_axes.set_ylabel("loss")
-    loss_axes.legend()
-    loss_axes.grid(alpha=0.3)
-    if rates:
-        lr_axes.plot(*zip(*rates, strict=True), color="tab:orange")
-    lr_axes.set_ylabel("learning rate")
-    lr_axes.set_xlabel("step")
-    lr_axes.grid(alpha=0.3)
-    figure.tight_layout()
-    from phi3v_data.jsonl import atomic_write
-
-    with atomic_write(path, "wb") as stream:
-        figure.savefig(stream, format="png", dpi=100)
-    plt.close(figure)
-
-
-def print_start_summary(
-    console,
-    config: TrainConfig,
-    stats: dict[str, Any],
-    samples: int,
-    eval_samples: int,
-    trainable: dict[str, int],
-    accumulation: int,
-    precision: str,
-    resume: Path | None,
-) -> None:
-    from rich.table import Table
-
-    table = Table(title="phi3v train", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row(
-        "mode",
-        f"{config.mode}  ({precision}, attn {config.attn}, "
-        f"gradient checkpointing {'on' if config.gradient_checkpointing else 'off'})",
-    )
-    table.add_row("samples", f"{samples} train, {eval_samples} eval")
-    for row in stats.get("datasets") or ():
-        source = f" ({row['source']})" if row["source"] and row["source"] != row["name"] else ""
-        table.add_row(
-            f"  {row['name']}{source}",
-            f"{row['samples']} samples: {row['share']:.1%} of each step's samples "
-            f"(~{row['per_step']:g} of {config.batch_size}), "
-            f"{row['passes_per_epoch']:g} pass(es) over it per epoch",
-        )
-    tokens = stats.get("tokens", {})
-    if tokens.get("samples"):
-        exact = "exact" if tokens.get("exact") else "estimated"
-        table.add_row(
-            "tokens per sample",
-            f"p50 {tokens['p50']}  p90 {tokens['p90']}  p99 {tokens['p99']}  max {tokens['max']}"
-            f"  ({exact}, num_crops {tokens.get('num_crops')})",
-        )
-    batching = stats.get("batching")
-    if batching:
-        packed, padded = "packed", "padded"
-        if config.packing:
-            packed += " (in use)"
-        else:
-            padded += " (in use)"
-        table.add_row(
-            "tokens per step",
-            f"{batching['tokens_per_step']:,.0f} sample tokens; computed "
-            f"{batching['tokens_per_step']:,.0f} {packed}, "
-            f"{batching['padded_tokens_per_step']:,.0f} {padded}  (one epoch, estimated)",
-        )
-        random_pad = batching["random_order_padding_fraction"]
-        grouped_pad = batching["length_grouped_padding_fraction"]
-        if config.group_by_length:
-            order = f"length-grouped; {random_pad:.1%} in random order"
-        else:
-            order = f"random order; --group-by-length would make it {grouped_pad:.1%}"
-        table.add_row(
-            "padding",
-            f"{packed} 0%; {padded} {batching['padding_fraction']:.1%} ({order})",
-        )
-    if stats.get("over_max_length"):
-        policy = (
-            "truncated where no image is cut, else dropped"
-            if config.truncation == "truncate"
-            else "dropped"
-        )
-        table.add_row(
-            "over --max-length",
-            f"{stats['over_max_length']} sample(s): {policy} (counted in skipped_samples.jsonl)",
-        )
-    table.add_row(
-        "trainable parameters",
-        "  ".join(f"{name} {count:,}" for name, count in trainable.items()),
-    )
-    table.add_row(
-        "effective batch",
-        f"{config.batch_size} = {config.per_device_batch_size} per device x {world_size()} "
-        f"process(es) x {accumulation} accumulation step(s)",
-    )
-    table.add_row("deepspeed", config.deepspeed or "off")
-    table.add_row("resume", str(resume) if resume else "no (fresh run)")
-    table.add_row("output", str(config.output_dir))
-    table.add_row("every setting", str(config.output_dir / RUN_CONFIG_NAME))
-    console.print(table)

@@ -22,7 +22,8 @@ from phi3v_train.mixing import (
     mixed_indices,
     part_weights,
 )
-from phi3v_train.train import read_train_log, run_training
+from phi3v_train.run_report import read_train_log
+from phi3v_train.train import run_training
 
 PARTS = [DataPart("colour-folder", (), "colours", 20), DataPart("docs", (), "docvqa", 60)]
 SIZES = [part.size for part in PARTS]

@@ -44,7 +44,8 @@ from phi3v_train.packing import (
     sample_lengths,
 )
 from phi3v_train.processing_phi3v import Phi3VProcessor
-from phi3v_train.train import read_train_log, run_training
+from phi3v_train.run_report import read_train_log
+from phi3v_train.train import run_training
 
 STEPS = 4
 

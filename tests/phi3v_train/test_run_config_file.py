@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from phi3v_cli.app import app
 from phi3v_train.run_file import RunFileError, config_from, merge_settings
-from phi3v_train.train import read_train_log
+from phi3v_train.run_report import read_train_log
 from phi3v_train.train_config import TrainConfig
 
 runner = CliRunner()

@@ -24,7 +24,8 @@ from train_fixtures import (
     write_colour_dataset,
 )
 
-from phi3v_train.train import read_train_log, run_training
+from phi3v_train.run_report import read_train_log
+from phi3v_train.train import run_training
 
 STEPS = 4
 
