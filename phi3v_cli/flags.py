@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import shlex
 import typing
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, Literal
@@ -144,3 +145,23 @@ def with_settings(
         return run
 
     return decorate
+
+
+def command_line(ctx: typer.Context, leave_out: Iterable[str] = ()) -> str:
+    """The running command with every effective setting, defaults included, in the order
+    declared (e.g. for a page's header): what reproduces the output."""
+    words = ["phi3v", *ctx.command_path.split()[1:]]
+    leave_out = set(leave_out)
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if param.name in leave_out or value is None or value is False:
+            continue
+        values = value if isinstance(value, list | tuple) else [value]
+        if param.param_type_name == "argument":
+            words += map(str, values)
+        elif value is True:
+            words.append(param.opts[0])
+        else:
+            for item in values:
+                words += [param.opts[0], str(item)]
+    return shlex.join(words)

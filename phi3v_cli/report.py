@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from phi3v_cli.flags import command_line
 from phi3v_data.tokens import NUM_CROPS_HELP
 
 # Left out of the command shown in the page's header: how the page is made and what
 # happens after, not what it shows (a size budget that leaves images out says so itself).
 _NOT_SHOWN = frozenset({"max_size_mb", "workers", "open_page"})
-
-
-def _command_line(ctx: typer.Context) -> str:
-    """The command with every effective setting, defaults included, in the order declared."""
-    words = ["phi3v", "report"]
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name or "")
-        if param.name in _NOT_SHOWN or value is None or value is False:
-            continue
-        values = value if isinstance(value, (list, tuple)) else [value]
-        if param.param_type_name == "argument":
-            words += map(str, values)
-        elif value is True:
-            words.append(param.opts[0])
-        else:
-            for item in values:
-                words += [param.opts[0], str(item)]
-    return shlex.join(words)
 
 
 def report(
@@ -144,7 +126,7 @@ def report(
             workers=workers,
             assets_dir=assets_dir,
             max_bytes=max_size_mb * 1024 * 1024,
-            command=_command_line(ctx),
+            command=command_line(ctx, leave_out=_NOT_SHOWN),
             show_progress=console.is_terminal,
         )
     except ValueError as exc:
