@@ -75,6 +75,8 @@ def _cli_type(kind: Any, field: dataclasses.Field[Any], spec: Flag, optional: bo
         return (str | None if nullable else str), (
             ",".join(map(str, default)) if isinstance(default, tuple) else default
         )
+    if spec.scale != 1 and isinstance(default, int):
+        default //= spec.scale
     if spec.choices:
         kind = Literal[spec.choices]  # type: ignore[valid-type]
     if optional:
@@ -104,6 +106,8 @@ def settings_values(cls: type, given: dict[str, Any]) -> dict[str, Any]:
                 value = tuple(part.strip() for part in value.split(",") if part.strip())
             elif value is not None:
                 value = tuple(value)
+        if spec.scale != 1 and value is not None:
+            value *= spec.scale
         if spec.parse is not None and value is not None:
             value = spec.parse(value)
         values[field.name] = value

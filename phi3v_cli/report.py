@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
-from phi3v_cli.flags import command_line
-from phi3v_data.tokens import NUM_CROPS_HELP
+from phi3v_cli.flags import command_line, settings_values, with_settings
+from phi3v_data.report.options import ReportOptions
 
 # Left out of the command shown in the page's header: how the page is made and what
 # happens after, not what it shows (a size budget that leaves images out says so itself).
-_NOT_SHOWN = frozenset({"max_size_mb", "workers", "open_page"})
+_NOT_SHOWN = frozenset({"max_bytes", "workers", "open_page"})
 
 
+@with_settings(ReportOptions)
 def report(
     ctx: typer.Context,
     paths: Annotated[
@@ -27,78 +28,7 @@ def report(
     out: Annotated[Path, typer.Option("--out", "-o", help="The HTML file to write.")] = Path(
         "report.html"
     ),
-    samples: Annotated[
-        int,
-        typer.Option("--samples", min=0, help="Records shown per split (a seeded random sample)."),
-    ] = 48,
-    seed: Annotated[
-        int,
-        typer.Option("--seed", help="Sampling seed: the same seed and data give the same cards."),
-    ] = 0,
-    split: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--split",
-            help="Only this split (repeat for several), e.g. --split val.",
-            show_default=False,
-        ),
-    ] = None,
-    num_crops: Annotated[int, typer.Option("--num-crops", min=1, max=16, help=NUM_CROPS_HELP)] = 4,
-    max_length: Annotated[
-        int | None,
-        typer.Option(
-            "--max-length",
-            min=1,
-            help="Training sequence length (e.g. 4096): drawn on the token histogram; longer"
-            " samples are reported as token_budget errors.",
-            show_default=False,
-        ),
-    ] = None,
-    tokenizer: Annotated[
-        Path | None,
-        typer.Option(
-            "--tokenizer",
-            exists=True,
-            file_okay=False,
-            help="A model folder with tokenizer.json: exact text-token counts (default: estimated).",
-            show_default=False,
-        ),
-    ] = None,
-    image_root: Annotated[
-        Path | None,
-        typer.Option(
-            "--image-root",
-            help="Folder image paths are relative to (default: <jsonl dir>/images).",
-            show_default=False,
-        ),
-    ] = None,
-    assets_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--assets-dir",
-            help="Write thumbnails and full-size views as files here (linked relatively) instead"
-            " of embedding them: for large samples or to keep the page small.",
-            show_default=False,
-        ),
-    ] = None,
-    max_size_mb: Annotated[
-        int,
-        typer.Option(
-            "--max-size-mb",
-            min=1,
-            help="Size budget of the self-contained page; images that do not fit are left out and listed.",
-        ),
-    ] = 20,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            "-j",
-            min=1,
-            help="Image-check processes (default: all cores).",
-            show_default=False,
-        ),
-    ] = None,
+    settings: dict | None = None,
     open_page: Annotated[
         bool, typer.Option("--open", help="Open the page in the default browser.")
     ] = False,
@@ -111,21 +41,12 @@ def report(
     """
     from rich.console import Console
 
-    from phi3v_data.report import ReportOptions, UnknownSplitError, build_report
+    from phi3v_data.report import UnknownSplitError, build_report
 
     console = Console(stderr=True)
     try:
         options = ReportOptions(
-            samples=samples,
-            seed=seed,
-            splits=tuple(split or ()),
-            num_crops=num_crops,
-            max_length=max_length,
-            tokenizer=tokenizer,
-            image_root=image_root,
-            workers=workers,
-            assets_dir=assets_dir,
-            max_bytes=max_size_mb * 1024 * 1024,
+            **settings_values(ReportOptions, settings or {}),
             command=command_line(ctx, leave_out=_NOT_SHOWN),
             show_progress=console.is_terminal,
         )

@@ -32,7 +32,8 @@ class Flag:
 
     `names` default to `--field-name`; `repeat` makes a tuple field a repeatable flag (else
     its values come as one comma-separated text); `parse` turns the command-line value into
-    the field's value; `positional` makes the field an argument.
+    the field's value; `positional` makes the field an argument; `scale`: the command line
+    gives the value in units of `scale` (e.g. MiB for a field in bytes).
     """
 
     help: str = ""
@@ -49,6 +50,7 @@ class Flag:
     file_okay: bool = True
     dir_okay: bool = True
     parse: Callable[[Any], Any] | None = None
+    scale: int = 1
 
 
 def flag(

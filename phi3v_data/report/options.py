@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from phi3v_data.flags import flag
+from phi3v_data.tokens import NUM_CROPS_HELP
 from phi3v_data.validate import ValidateOptions
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
@@ -18,16 +20,64 @@ class UnknownSplitError(ValueError):
 class ReportOptions:
     """Everything `build_report` does; built once from the CLI flags."""
 
-    samples: int = 48  # records sampled per split
-    seed: int = 0
-    splits: tuple[str, ...] = ()  # only these splits (all when empty)
-    num_crops: int = 4
-    max_length: int | None = None
-    tokenizer: Path | None = None
-    image_root: Path | None = None
-    workers: int | None = None
-    assets_dir: Path | None = None  # thumbnails as files here instead of data URIs
-    max_bytes: int = DEFAULT_MAX_BYTES  # budget of the self-contained page
+    # The fields that are flags of `phi3v report` declare them here (phi3v_data.flags).
+    samples: int = flag(  # records sampled per split
+        48, "--samples", min=0, help="Records shown per split (a seeded random sample)."
+    )
+    seed: int = flag(0, "--seed", help="Sampling seed: the same seed and data give the same cards.")
+    splits: tuple[str, ...] = flag(  # only these splits (all when empty)
+        (),
+        "--split",
+        help="Only this split (repeat for several), e.g. --split val.",
+        repeat=True,
+        show_default=False,
+    )
+    num_crops: int = flag(4, "--num-crops", min=1, max=16, help=NUM_CROPS_HELP)
+    max_length: int | None = flag(
+        None,
+        "--max-length",
+        min=1,
+        help="Training sequence length (e.g. 4096): drawn on the token histogram; longer"
+        " samples are reported as token_budget errors.",
+        show_default=False,
+    )
+    tokenizer: Path | None = flag(
+        None,
+        "--tokenizer",
+        exists=True,
+        file_okay=False,
+        help="A model folder with tokenizer.json: exact text-token counts (default: estimated).",
+        show_default=False,
+    )
+    image_root: Path | None = flag(
+        None,
+        "--image-root",
+        help="Folder image paths are relative to (default: <jsonl dir>/images).",
+        show_default=False,
+    )
+    assets_dir: Path | None = flag(  # thumbnails as files here instead of data URIs
+        None,
+        "--assets-dir",
+        help="Write thumbnails and full-size views as files here (linked relatively) instead"
+        " of embedding them: for large samples or to keep the page small.",
+        show_default=False,
+    )
+    max_bytes: int = flag(  # budget of the self-contained page
+        DEFAULT_MAX_BYTES,
+        "--max-size-mb",
+        min=1,
+        scale=1024 * 1024,
+        help="Size budget of the self-contained page; images that do not fit are left out and"
+        " listed.",
+    )
+    workers: int | None = flag(
+        None,
+        "--workers",
+        "-j",
+        min=1,
+        help="Image-check processes (default: all cores).",
+        show_default=False,
+    )
     bad_records: int = 6  # extra cards: the first records with problems
     examples_per_code: int = 10
     command: str = ""  # the command line shown in the header
