@@ -55,13 +55,9 @@ def preflight(
         tokenizer=tokenizer,
         show_progress=console is not None,
     )
-    report = validate_paths(files, options)
+    report = validate_paths(files, options, ids_per_folder=several_sets)
     fatal = [
-        p
-        for p in report.problems
-        if p.severity == "error"
-        and p.code not in HANDLED_AT_TRAINING
-        and not (several_sets and _id_of_another_folder(p))
+        p for p in report.problems if p.severity == "error" and p.code not in HANDLED_AT_TRAINING
     ]
     if fatal and not config.skip_validation:
         shown = [f"  {p.location}: [{p.code}] {p.message}" for p in fatal[:20]]
@@ -107,11 +103,3 @@ def batching_report(
     report["packing"] = config.packing
     report["group_by_length"] = config.group_by_length
     return report
-
-
-def _id_of_another_folder(problem) -> bool:
-    """A duplicate_id problem whose first use is in a file of another folder."""
-    if problem.code != "duplicate_id" or " is already used at " not in problem.message:
-        return False
-    first = problem.message.rsplit(" is already used at ", 1)[1].rsplit(":", 1)[0]
-    return Path(first).parent.resolve() != Path(problem.file).parent.resolve()

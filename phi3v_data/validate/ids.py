@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Callable
+from pathlib import Path
 
 from phi3v_data.jsonl import iter_jsonl
 from phi3v_data.validate.report import InputFile
@@ -28,16 +29,21 @@ class IdIndex:
         self.places.append(file_index << 32 | line)
 
     def report(
-        self, inputs: list[InputFile], max_line_bytes: int, add: Callable[..., None]
+        self,
+        inputs: list[InputFile],
+        max_line_bytes: int,
+        add: Callable[..., None],
+        per_folder: bool = False,
     ) -> None:
-        """`add` a `duplicate_id` problem for every record whose id an earlier one has."""
+        """`add` a `duplicate_id` problem for every record whose id an earlier one has
+        (`per_folder`: an earlier one in a file of the same folder, i.e. the same data set)."""
         suspects = repeated_places(self.hashes, self.places)
         if not suspects:
             return
         lines_by_file: dict[int, set[int]] = {}
         for place in suspects:
             lines_by_file.setdefault(place >> 32, set()).add(place & 0xFFFFFFFF)
-        first_seen: dict[str, str] = {}
+        first_seen: dict[tuple[Path | None, str], str] = {}
         for file_index in sorted(lines_by_file):
             wanted = lines_by_file[file_index]
             path = inputs[file_index].path
@@ -49,17 +55,18 @@ class IdIndex:
                 if not isinstance(record_id, str):
                     continue
                 where = f"{path}:{line.lineno}"
-                if record_id in first_seen:
+                key = (path.parent.resolve() if per_folder else None, record_id)
+                if key in first_seen:
                     add(
                         "duplicate_id",
                         str(path),
                         line.lineno,
                         record_id,
                         "id",
-                        f"id {record_id!r} is already used at {first_seen[record_id]}",
+                        f"id {record_id!r} is already used at {first_seen[key]}",
                     )
                 else:
-                    first_seen[record_id] = where
+                    first_seen[key] = where
 
 
 def repeated_places(hashes: array, places: array) -> list[int]:

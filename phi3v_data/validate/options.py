@@ -17,6 +17,10 @@ class ValidateOptions:
     """Everything `validate_paths` checks and how; built once from the CLI flags."""
 
     # The fields that are flags of `phi3v validate` declare them here (phi3v_data.flags).
+    image_root: Path | None = flag(  # None: <jsonl dir>/images
+        None,
+        help="Root of the image paths. Default: the images/ folder beside each JSONL file.",
+    )
     check_images: bool = flag(
         True,
         "--images/--no-images",
@@ -28,10 +32,6 @@ class ValidateOptions:
         "--deep",
         help="Decode every image fully (slow). Default: PNG verify() and a 1/8-size"
         " JPEG decode, which catch truncated and damaged files.",
-    )
-    image_root: Path | None = flag(  # None: <jsonl dir>/images
-        None,
-        help="Root of the image paths. Default: the images/ folder beside each JSONL file.",
     )
     allow_empty_assistant: bool = flag(
         False,
@@ -49,13 +49,13 @@ class ValidateOptions:
         " tokens from each image's size at --num-crops). E.g. the training --max-length.",
     )
     num_crops: int = flag(4, help=NUM_CROPS_HELP)
-    # Where untagged turns get their tags (records.IMAGE_LAYOUTS).
-    image_layout: str = flag("seed", help=IMAGE_LAYOUT_HELP)
     tokenizer: Path | None = flag(  # a directory with tokenizer.json: exact text tokens
         None,
         help="Directory with tokenizer.json (e.g. the model directory) for exact text"
         " token counts. Without it text tokens are estimated from bytes.",
     )
+    # Where untagged turns get their tags (records.IMAGE_LAYOUTS).
+    image_layout: str = flag("seed", help=IMAGE_LAYOUT_HELP)
     workers: int | None = flag(  # image-check processes; None: all cores
         None, min=1, help="Processes for image checks. Default: all cores."
     )

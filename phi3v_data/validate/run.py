@@ -43,14 +43,19 @@ _STOP = object()  # the slow path's answer when the file is one JSON array: read
 _SKIP_CHUNK = 1024 * 1024  # the rest of an overlong line is skipped in pieces this large
 
 
-def validate_paths(paths: Sequence[str | Path], options: ValidateOptions) -> ValidationReport:
+def validate_paths(
+    paths: Sequence[str | Path], options: ValidateOptions, ids_per_folder: bool = False
+) -> ValidationReport:
     """Validate JSONL files and converted directories together; never raises on bad data.
+
+    `ids_per_folder`: the files are several data sets (train -d A -d B), one per folder: an
+    id need only be unique among the files of its folder.
 
     Raises FileNotFoundError / ValueError only for usage errors (a missing path, a
     directory without JSONL files).
     """
     inputs, problems, expected_counts = discover(paths, options.image_root)
-    run = _Run(inputs, options, problems)
+    run = _Run(inputs, options, problems, ids_per_folder)
     run.validate()
     for file, expected in expected_counts.items():
         found = run.stats.records_per_file.get(file)
@@ -94,8 +99,15 @@ class _FileState:
 class _Run:
     """The state of one validation: problems, stats, duplicate-id index, image checks."""
 
-    def __init__(self, inputs: list[InputFile], options: ValidateOptions, problems: list[Problem]):
+    def __init__(
+        self,
+        inputs: list[InputFile],
+        options: ValidateOptions,
+        problems: list[Problem],
+        ids_per_folder: bool = False,
+    ):
         self.inputs = inputs
+        self.ids_per_folder = ids_per_folder
         self.options = options
         self.problems = problems
         self.stats = DatasetStats(files=len(inputs), num_crops=options.num_crops)
@@ -133,7 +145,7 @@ class _Run:
                 progress.stop()
         stats = self.stats  # image references: counted per record, summed here
         stats.images = sum(n * records for n, records in stats.images_per_record.items())
-        self.ids.report(self.inputs, self.options.max_line_bytes, self.add)
+        self.ids.report(self.inputs, self.options.max_line_bytes, self.add, self.ids_per_folder)
 
     def _validate_file(self, index: int, item: InputFile, progress: Any) -> None:
         state = _FileState(index, item, len(self.problems))

@@ -185,6 +185,20 @@ def test_duplicate_ids_across_files_name_the_first(tmp_path: Path) -> None:
     ]
 
 
+def test_ids_per_folder_allow_an_id_in_another_data_set(tmp_path: Path) -> None:
+    # train -d A -d B: each folder is a data set; an id repeats across them, not within one.
+    a = _write_lines(tmp_path / "A" / "a.jsonl", [_record("x"), _record("y")])
+    a2 = _write_lines(tmp_path / "A" / "a2.jsonl", [_record("y")])
+    b = _write_lines(tmp_path / "B" / "b.jsonl", [_record("x")])
+    options = ValidateOptions(check_images=False)
+
+    def duplicates(report) -> list[tuple[str, int]]:
+        return [(p.file, p.line) for p in report.problems if p.code == "duplicate_id"]
+
+    assert duplicates(validate_paths([a, a2, b], options, ids_per_folder=True)) == [(str(a2), 1)]
+    assert duplicates(validate_paths([a, a2, b], options)) == [(str(a2), 1), (str(b), 1)]
+
+
 def test_warnings_fail_only_when_strict(tmp_path: Path) -> None:
     path = _write_lines(tmp_path / "a.jsonl", [_record("a"), b"\n", _record("b")])
     report = validate_paths([path], ValidateOptions(check_images=False))
