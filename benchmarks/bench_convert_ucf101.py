@@ -36,8 +36,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from converters.cli import default_workers
-from converters.framework import RunSettings, run_conversion
+from converters.framework import RunSettings, default_workers, run_conversion
 from converters.samples.ucf101 import write_clip
 from converters.samples.video_folder import FORMATS as VIDEO_FORMATS
 from converters.samples.video_folder import available_formats, write_video

@@ -67,10 +67,9 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import orjson
-import typer
 
 from converters.framework import (
     ConversionError,
@@ -84,9 +83,12 @@ from converters.framework import (
 from converters.images import (
     ImageFailure,
     ImportedImage,
+    deep_check_flag,
     import_image_bytes,
     import_image_file,
+    link_flag,
 )
+from phi3v_data.flags import FlagError, flag
 from phi3v_data.jsonl import iter_jsonl
 from phi3v_data.records import IMAGE_TAG_RE, Record, Turn, image_tag
 
@@ -102,38 +104,44 @@ SPLIT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _URL_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 _WINDOWS_PATH_RE = re.compile(r"[A-Za-z]:[\\/]")
 
-FileArgument = Annotated[
-    Path,
-    typer.Argument(
-        help="The annotation file: one JSON array of rows, or JSONL (one row per line).",
-        show_default=False,
-    ),
-]
-ImageFolderOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--image-folder",
-        help="The folder relative image paths start from (LLaVA's --image_folder, "
-        "LLaMA-Factory's media_dir). Default: the folder FILE is in.",
-        show_default=False,
-    ),
-]
-SplitOption = Annotated[
-    str,
-    typer.Option(
-        "--split",
-        help="The split FILE holds: written as OUT/<source>_<split>.jsonl. Convert each file "
-        "into its own OUT.",
-    ),
-]
+FILE_HELP = "The annotation file: one JSON array of rows, or JSONL (one row per line)."
+
+
+def check_split_name(split: str) -> str:
+    if not SPLIT_RE.fullmatch(split):
+        raise FlagError(
+            "--split", f"{split!r}: use letters, digits, '_', '.' or '-' (it names the output file)"
+        )
+    return split
 
 
 @dataclass(frozen=True)
 class ChatOptions:
-    image_folder: Path  # absolute
-    split: str = "train"
-    link: bool = False
-    deep_check: bool = False
+    """The options of `phi3v convert llava` and `sharegpt` (their flags); SRC is FILE."""
+
+    image_folder: Path | None = flag(  # absolute; from the command line FILE's folder if None
+        None,
+        "--image-folder",
+        help="The folder relative image paths start from (LLaVA's --image_folder, "
+        "LLaMA-Factory's media_dir). Default: the folder FILE is in.",
+        show_default=False,
+    )
+    split: str = flag(
+        "train",
+        "--split",
+        help="The split FILE holds: written as OUT/<source>_<split>.jsonl. Convert each file "
+        "into its own OUT.",
+        parse=check_split_name,
+    )
+    link: bool = link_flag()
+    deep_check: bool = deep_check_flag()
+
+    @classmethod
+    def from_flags(cls, src: Path, **values: Any) -> ChatOptions:
+        """The options of a run on FILE `src`; the image folder defaults to FILE's folder."""
+        folder = values.pop("image_folder", None)
+        folder = folder if folder is not None else src.parent
+        return cls(folder.resolve(), **values)
 
 
 class ImageRef(NamedTuple):
@@ -183,15 +191,6 @@ class _Image(NamedTuple):
     ref: ImageRef | None
 
 
-def check_split_name(split: str) -> str:
-    if not SPLIT_RE.fullmatch(split):
-        raise typer.BadParameter(
-            f"{split!r}: use letters, digits, '_', '.' or '-' (it names the output file)",
-            param_hint="--split",
-        )
-    return split
-
-
 def read_rows(path: Path) -> Iterator[tuple[str, int, Any, str | None]]:
     """(where, row number, value, error) for each row of a JSON array or JSONL file.
 
@@ -238,6 +237,8 @@ class ChatConverter(Converter):
                 f"{src} is a folder: give the annotation file (a JSON array or JSONL) and the "
                 "image folder with --image-folder"
             )
+        if options.image_folder is None:  # the command line gives FILE's folder
+            raise ConversionError("the image folder is not set: give --image-folder")
         if not options.image_folder.is_dir():
             raise ConversionError(f"--image-folder {options.image_folder} is not a folder")
         split = options.split
@@ -371,6 +372,8 @@ class ChatConverter(Converter):
     def import_image(self, ref: ImageRef, output: OutputContext) -> ImportedImage | ImageFailure:
         """Check and store one image; a failure names the reason (never raised)."""
         options: ChatOptions = self.options
+        folder = options.image_folder
+        assert folder is not None  # plan() checked it
         text = ref.text
         url = _URL_RE.match(text)
         if text[:5].lower() == "data:":
@@ -393,9 +396,9 @@ class ChatConverter(Converter):
             if ".." not in rel.parts and rel.name:
                 stem = str(rel.with_suffix("")) if rel.suffix else str(rel)
                 return import_image_file(
-                    output, options.image_folder / rel, stem, options.link, options.deep_check
+                    output, folder / rel, stem, options.link, options.deep_check
                 )
-            text = os.path.normpath(os.path.join(options.image_folder, text))
+            text = os.path.normpath(os.path.join(folder, text))
         data = _read_file(Path(text))
         if isinstance(data, ImageFailure):
             return data
@@ -631,11 +634,3 @@ def _data_url_bytes(text: str) -> bytes | ImageFailure:
         return urllib.parse.unquote_to_bytes(payload)
     except (binascii.Error, ValueError) as exc:
         return ImageFailure("bad_image_ref", f"a data: URL that does not decode: {exc}")
-
-
-def chat_options(
-    src: Path, image_folder: Path | None, split: str, link: bool, deep_check: bool
-) -> ChatOptions:
-    """The options of a run, the default image folder being FILE's folder."""
-    folder = image_folder if image_folder is not None else src.parent
-    return ChatOptions(folder.resolve(), check_split_name(split), link, deep_check)

@@ -22,12 +22,9 @@ import io
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
-
-import typer
+from typing import TYPE_CHECKING, Any
 
 from converters.framework import ItemResult, OutputContext
 from converters.video import (
@@ -38,58 +35,59 @@ from converters.video import (
     frame_reader,
     sample_frame_indices,
 )
+from phi3v_data.flags import flag
 
 if TYPE_CHECKING:
     from PIL import Image
 
 
-class Sampling(str, Enum):
-    uniform = "uniform"
-    center = "center"
-    fps = "fps"
+SAMPLINGS = ("uniform", "center", "fps")
+DECODERS = ("pyav", "decord")
 
 
-class Decoder(str, Enum):
-    pyav = "pyav"
-    decord = "decord"
+# The shared command-line flags, one field factory each; the field names give the flags
+# (--num-frames...). Every video source's options declare these fields (`FrameSettings`).
+def num_frames_flag(default: int = 8) -> Any:
+    return flag(default, min=1, help="Frames per clip (per second with --sampling fps).")
 
 
-# The shared command-line options; the parameter names give the flags (--num-frames...).
-NumFramesOption = Annotated[
-    int, typer.Option(min=1, help="Frames per clip (per second with --sampling fps).")
-]
-SamplingOption = Annotated[
-    Sampling,
-    typer.Option(
+def sampling_flag(default: str = "uniform") -> Any:
+    return flag(
+        default,
+        choices=SAMPLINGS,
         help="uniform: floor(arange(0, n, n/k)) as the reference; center: middle of k "
-        "equal segments; fps: k frames per second, at most --max-frames."
-    ),
-]
-MaxFramesOption = Annotated[
-    int, typer.Option(min=1, help="Cap on frames per clip with --sampling fps.")
-]
-DecoderOption = Annotated[
-    Decoder,
-    typer.Option(
+        "equal segments; fps: k frames per second, at most --max-frames.",
+    )
+
+
+def max_frames_flag(default: int = 64) -> Any:
+    return flag(default, min=1, help="Cap on frames per clip with --sampling fps.")
+
+
+def decoder_flag(default: str = "pyav") -> Any:
+    return flag(
+        default,
+        choices=DECODERS,
         help="pyav (exact and fastest here) or decord; decord is used only on clips "
         "without B-frames (its random access is wrong there), others fall back to PyAV "
-        "and their meta says so."
-    ),
-]
-MaxSideOption = Annotated[
-    int | None,
-    typer.Option(min=16, help="Downscale frames so the longer side is at most this."),
-]
-JpegQualityOption = Annotated[
-    int, typer.Option(min=1, max=100, help="JPEG quality of the saved frames.")
-]
-AllowTruncatedOption = Annotated[
-    bool,
-    typer.Option(
+        "and their meta says so.",
+    )
+
+
+def max_side_flag(default: int | None = None) -> Any:
+    return flag(default, min=16, help="Downscale frames so the longer side is at most this.")
+
+
+def jpeg_quality_flag(default: int = 75) -> Any:
+    return flag(default, min=1, max=100, help="JPEG quality of the saved frames.")
+
+
+def allow_truncated_flag(default: bool = False) -> Any:
+    return flag(
+        default,
         help="Keep clips with fewer decodable frames than their header says, sampling "
-        "from the frames that decode (meta.truncated records both counts). Default: skip."
-    ),
-]
+        "from the frames that decode (meta.truncated records both counts). Default: skip.",
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 import orjson
 
 from phi3v_data import __version__
+from phi3v_data.flags import REQUIRED, flag
 from phi3v_data.jsonl import atomic_write, atomic_write_bytes, is_temporary_name
 from phi3v_data.paths import lexical_path_problem
 from phi3v_data.records import Record
@@ -184,12 +185,50 @@ class Converter(ABC):
 
 @dataclass(frozen=True, slots=True)
 class RunSettings:
-    """Options shared by every source (output folder, parallelism, restart, validation)."""
+    """Options shared by every source (output folder, parallelism, restart, validation).
 
-    out_dir: Path
-    workers: int = 1
-    overwrite: bool = False
-    validate: bool = True
+    Their flags are those of every `phi3v convert <source>` command; `--workers` left out
+    means all cores (`default_workers()`).
+    """
+
+    out_dir: Path = flag(
+        REQUIRED,
+        "--out-dir",
+        "-o",
+        help="Output folder: <source>_<split>.jsonl files, images/ and manifest.json.",
+        show_default=False,
+    )
+    workers: int = flag(
+        1,
+        "--workers",
+        "-j",
+        min=1,
+        help="Worker processes (default: all cores). The output is identical for any value.",
+        show_default=False,
+    )
+    overwrite: bool = flag(
+        False,
+        "--overwrite",
+        help="Replace the conversion in --out-dir (finished or interrupted, of any source): "
+        "first delete what a conversion wrote there (manifest.json, the *.jsonl files it "
+        "made, images/, its work folder) and nothing else: other files are left alone, and "
+        "*.jsonl files or an images/ folder that no conversion wrote stop the run, deleting "
+        "nothing (move them away or choose another --out-dir). Without --overwrite, rerunning "
+        "the same command resumes an interrupted run, and does nothing when the finished "
+        "output is unchanged (JSONL sha256 as in manifest.json; validated again only if its "
+        "last validation failed or never ran).",
+    )
+    validate: bool = flag(
+        True,
+        "--validate/--no-validate",
+        help="Run `phi3v validate` on the output at the end (exit 1 on errors; warnings are "
+        "shown, as `phi3v validate` shows them).",
+    )
+
+
+def default_workers() -> int:
+    """All the cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 @dataclass(slots=True)

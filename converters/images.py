@@ -25,11 +25,10 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, NamedTuple
-
-import typer
+from typing import Any, NamedTuple
 
 from converters.framework import OutputContext
+from phi3v_data.flags import flag
 from phi3v_data.images import DEFAULT_MAX_PIXELS, inspect_image
 
 MAX_PIXELS = DEFAULT_MAX_PIXELS
@@ -43,22 +42,25 @@ EXTENSION_OF_FORMAT = {
     "TIFF": ".tif",
 }
 
-LinkOption = Annotated[
-    bool,
-    typer.Option(
+
+def link_flag() -> Any:
+    """The `--link` field of a source's options."""
+    return flag(
+        False,
         "--link",
         help="Hard-link image files into OUT/images instead of copying them (same "
         "filesystem only; falls back to a copy). Embedded images are always written.",
-    ),
-]
-DeepCheckOption = Annotated[
-    bool,
-    typer.Option(
+    )
+
+
+def deep_check_flag() -> Any:
+    """The `--deep-check` field of a source's options."""
+    return flag(
+        False,
         "--deep-check",
         help="Decode every image fully (slower; the default check already catches "
         "truncated and corrupt PNG and JPEG files).",
-    ),
-]
+    )
 
 
 class CheckedImage(NamedTuple):

@@ -20,47 +20,68 @@ import hashlib
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
 
-import typer
+from phi3v_data.flags import FlagError, flag
 
-PromptSeedOption = Annotated[
-    int,
-    typer.Option(
+
+def line_breaks(text: str) -> str:
+    """A template as typed on the command line: `\\n` is a line break."""
+    return text.replace("\\n", "\n")
+
+
+@dataclass(frozen=True, slots=True)
+class PromptChoice:
+    """How templates are chosen; stored in the converter options (and so in the manifest).
+
+    Its fields are the `--prompt-seed`, `--prompt-index` and `--prompt` flags of the
+    sources whose options hold one; `checked` tells whether they fit a source's templates.
+    """
+
+    seed: int = flag(
+        0,
         "--prompt-seed",
         help="Seed of the per-record template (and answer) choice. The same seed gives the "
         "same choices for any --workers and after a resume.",
-    ),
-]
-PromptIndexOption = Annotated[
-    int | None,
-    typer.Option(
+    )
+    index: int | None = flag(
+        None,
         "--prompt-index",
         min=0,
         help="Use the K-th built-in template (0-based, as listed above; for memes and NLVR2 "
         "the K-th of HuggingFaceM4/the_cauldron's list) for every record instead of a "
         "seeded choice.",
         show_default=False,
-    ),
-]
-PromptOption = Annotated[
-    str | None,
-    typer.Option(
+    )
+    template: str | None = flag(
+        None,
         "--prompt",
         help="Your own user text for every record (a Python format string; see the "
         "fields above). Use \\n for a line break.",
         show_default=False,
-    ),
-]
+        parse=line_breaks,
+    )
 
-
-@dataclass(frozen=True, slots=True)
-class PromptChoice:
-    """How templates are chosen; stored in the converter options (and so in the manifest)."""
-
-    seed: int = 0
-    index: int | None = None
-    template: str | None = None
+    def checked(self, templates: Sequence[str], fields: set[str]) -> PromptChoice:
+        """This choice, or a `FlagError` saying what to fix: an index past `templates`, a
+        template that does not parse or names a field other than `fields`."""
+        if self.index is not None and self.index >= len(templates):
+            raise FlagError(
+                "--prompt-index",
+                f"there are {len(templates)} built-in templates: choose 0..{len(templates) - 1}",
+            )
+        if self.template is not None:
+            try:
+                unknown = template_fields(self.template) - fields
+            except ValueError as exc:
+                raise FlagError("--prompt", f"not a valid template: {exc}") from exc
+            if unknown:
+                raise FlagError(
+                    "--prompt",
+                    f"unknown field(s) {', '.join(sorted(unknown))}; this source offers "
+                    f"{', '.join('{' + name + '}' for name in sorted(fields))} (write {{{{ }}}} "
+                    "for a brace)",
+                )
+        return self
 
 
 def seeded_index(seed: int, key: str, count: int) -> int:
@@ -79,30 +100,6 @@ def choose_template(templates: Sequence[str], key: str, choice: PromptChoice) ->
 
 def template_fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-
-
-def checked_choice(
-    seed: int, index: int | None, template: str | None, templates: Sequence[str], fields: set[str]
-) -> PromptChoice:
-    """Build a `PromptChoice` from CLI values, or raise `typer.BadParameter` saying what to fix."""
-    if index is not None and index >= len(templates):
-        raise typer.BadParameter(
-            f"there are {len(templates)} built-in templates: choose 0..{len(templates) - 1}",
-            param_hint="--prompt-index",
-        )
-    if template is not None:
-        template = template.replace("\\n", "\n")
-        try:
-            unknown = template_fields(template) - fields
-        except ValueError as exc:
-            raise typer.BadParameter(f"not a valid template: {exc}", param_hint="--prompt") from exc
-        if unknown:
-            raise typer.BadParameter(
-                f"unknown field(s) {', '.join(sorted(unknown))}; this source offers "
-                f"{', '.join('{' + name + '}' for name in sorted(fields))} (write {{{{ }}}} for a brace)",
-                param_hint="--prompt",
-            )
-    return PromptChoice(seed=seed, index=index, template=template)
 
 
 def numbered(templates: Sequence[str]) -> str:

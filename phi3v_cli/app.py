@@ -67,8 +67,8 @@ def _root(
 
 def _register_commands() -> None:
     # One line per command module; `COMMAND_ORDER` sets the order of `phi3v --help`.
-    import converters.cli
     from phi3v_cli import (
+        convert,
         eval,
         export,
         export_data,
@@ -79,7 +79,7 @@ def _register_commands() -> None:
         validate,
     )
 
-    converters.cli.register(app)
+    convert.register(app)
     for module in (validate, report, export_data, train, eval, predict, export, init_model):
         module.register(app)
 

@@ -26,23 +26,13 @@ content-addressed `images/docvqa/<sha[:2]>/<sha>.<ext>` from embedded bytes.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-import typer
 
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    SourceArgument,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
-)
 from converters.framework import (
     ConversionError,
     Converter,
@@ -54,24 +44,21 @@ from converters.framework import (
 )
 from converters.hf import HFSplit, RowRef, find_hf_copy, iter_rows, read_row
 from converters.images import (
-    DeepCheckOption,
     ImageFailure,
-    LinkOption,
+    deep_check_flag,
     import_hf_image,
     import_image_file,
+    link_flag,
     mirrored_stem,
 )
 from converters.prompts import (
     PromptChoice,
-    PromptIndexOption,
-    PromptOption,
-    PromptSeedOption,
-    checked_choice,
     choose_template,
     numbered,
     seeded_index,
 )
 from converters.registry import register_source
+from phi3v_data.flags import flag
 from phi3v_data.records import Record, Turn
 
 SOURCE = "docvqa"
@@ -89,18 +76,31 @@ QUESTION_FIELDS = (
 )
 
 
-class AnswerChoice(str, enum.Enum):
-    first = "first"
-    seeded = "seeded"
+ANSWER_CHOICES = ("first", "seeded")
 
 
 @dataclass(frozen=True)
 class DocVQAOptions:
-    group_by_image: bool = False
-    answer_choice: str = "first"
+    """The flags of `phi3v convert docvqa` (`PromptChoice` holds the prompt flags)."""
+
+    group_by_image: bool = flag(
+        False,
+        "--group-by-image",
+        help="One multi-turn record per page (all its questions) instead of one per question.",
+    )
+    answer_choice: str = flag(
+        "first",
+        "--answer-choice",
+        choices=ANSWER_CHOICES,
+        help="Training answer: the first gold answer (reference) or a seeded choice "
+        "among them. All gold answers stay in meta.answers.",
+    )
     prompt: PromptChoice = field(default_factory=PromptChoice)
-    link: bool = False
-    deep_check: bool = False
+    link: bool = link_flag()
+    deep_check: bool = deep_check_flag()
+
+    def __post_init__(self) -> None:
+        self.prompt.checked(TEMPLATES, {"question"})
 
 
 @dataclass(frozen=True)
@@ -228,7 +228,7 @@ class DocVQAConverter(Converter):
         answers = question.get("answers") or []
         if not answers:
             return ""
-        if self.options.answer_choice == AnswerChoice.seeded.value:
+        if self.options.answer_choice == "seeded":
             key = f"answer:{question['questionId']}"
             return answers[seeded_index(self.options.prompt.seed, key, len(answers))]
         return answers[0]
@@ -395,7 +395,7 @@ def _hf_questions(split: HFSplit, src: Path) -> Iterator[tuple[str, Any]]:
         yield where, (question, page)
 
 
-# --- CLI -------------------------------------------------------------------------------
+# --- the command ----------------------------------------------------------------------
 
 HELP = f"""DocVQA: questions about document pages (original release or Hugging Face copy).
 
@@ -411,34 +411,4 @@ Example: phi3v convert docvqa ~/data/docvqa -o data/docvqa --group-by-image
 """
 
 
-@register_source("docvqa", help=HELP)
-def convert_docvqa(
-    src: SourceArgument,
-    out_dir: OutDirOption,
-    group_by_image: Annotated[
-        bool,
-        typer.Option(
-            "--group-by-image",
-            help="One multi-turn record per page (all its questions) instead of one per question.",
-        ),
-    ] = False,
-    answer_choice: Annotated[
-        AnswerChoice,
-        typer.Option(
-            "--answer-choice",
-            help="Training answer: the first gold answer (reference) or a seeded choice "
-            "among them. All gold answers stay in meta.answers.",
-        ),
-    ] = AnswerChoice.first,
-    prompt_seed: PromptSeedOption = 0,
-    prompt_index: PromptIndexOption = None,
-    prompt: PromptOption = None,
-    link: LinkOption = False,
-    deep_check: DeepCheckOption = False,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    choice = checked_choice(prompt_seed, prompt_index, prompt, TEMPLATES, {"question"})
-    options = DocVQAOptions(group_by_image, answer_choice.value, choice, link, deep_check)
-    run_from_cli(DocVQAConverter(options), src, out_dir, workers, overwrite, validate)
+register_source("docvqa", help=HELP, options=DocVQAOptions, converter=DocVQAConverter)

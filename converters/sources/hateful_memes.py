@@ -29,18 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Any
 
-import typer
-
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    SourceArgument,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
-)
 from converters.framework import (
     ConversionError,
     Converter,
@@ -52,25 +42,22 @@ from converters.framework import (
 )
 from converters.hf import HFSplit, RowRef, find_hf_copy, iter_rows, read_row
 from converters.images import (
-    DeepCheckOption,
     ImageFailure,
-    LinkOption,
+    deep_check_flag,
     import_hf_image,
     import_image_file,
+    link_flag,
     mirrored_stem,
 )
 from converters.prompts import (
     PromptChoice,
-    PromptIndexOption,
-    PromptOption,
-    PromptSeedOption,
-    checked_choice,
     choose_template,
     numbered,
     template_fields,
 )
 from converters.registry import register_source
 from converters.rows import BadLabel, Row, parse_label, plan_rows, yes_no
+from phi3v_data.flags import flag
 from phi3v_data.jsonl import iter_jsonl
 from phi3v_data.records import Record, Turn
 
@@ -97,10 +84,20 @@ TEXT_LINE = 'Text on the meme: "{text}"\n'
 
 @dataclass(frozen=True)
 class MemesOptions:
-    include_text: bool = False
+    """The flags of `phi3v convert hateful-memes` (`PromptChoice` holds the prompt flags)."""
+
+    include_text: bool = flag(
+        False,
+        "--include-text",
+        help='Add the meme\'s overlaid text before the question: Text on the meme: "...". '
+        "Not in the reference recipe.",
+    )
     prompt: PromptChoice = field(default_factory=PromptChoice)
-    link: bool = False
-    deep_check: bool = False
+    link: bool = link_flag()
+    deep_check: bool = deep_check_flag()
+
+    def __post_init__(self) -> None:
+        self.prompt.checked(TEMPLATES, {"text"})
 
 
 @dataclass(frozen=True)
@@ -262,27 +259,4 @@ Example: phi3v convert hateful-memes ~/data/hateful_memes -o data/memes --includ
 """
 
 
-@register_source("hateful-memes", help=HELP)
-def convert_hateful_memes(
-    src: SourceArgument,
-    out_dir: OutDirOption,
-    include_text: Annotated[
-        bool,
-        typer.Option(
-            "--include-text",
-            help='Add the meme\'s overlaid text before the question: Text on the meme: "...". '
-            "Not in the reference recipe.",
-        ),
-    ] = False,
-    prompt_seed: PromptSeedOption = 0,
-    prompt_index: PromptIndexOption = None,
-    prompt: PromptOption = None,
-    link: LinkOption = False,
-    deep_check: DeepCheckOption = False,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    choice = checked_choice(prompt_seed, prompt_index, prompt, TEMPLATES, {"text"})
-    options = MemesOptions(include_text, choice, link, deep_check)
-    run_from_cli(HatefulMemesConverter(options), src, out_dir, workers, overwrite, validate)
+register_source("hateful-memes", help=HELP, options=MemesOptions, converter=HatefulMemesConverter)

@@ -25,33 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from converters.class_folders import (
-    ClassesOption,
     FolderSpec,
-    GroupRegexOption,
-    Layout,
-    LayoutOption,
     MediaFile,
-    SourceOption,
-    SplitSeedOption,
-    TestFractionOption,
-    ValFractionOption,
-    checked_group_regex,
-    checked_prompt,
+    check_group_regex,
+    classes_flag,
+    default_source_name,
+    group_regex_flag,
+    layout_flag,
     list_class_folders,
-    prompt_option,
-    source_name,
-    split_names,
-)
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    SourceArgument,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
+    prompt_flag,
+    source_flag,
+    split_seed_flag,
+    test_fraction_flag,
+    val_fraction_flag,
 )
 from converters.framework import Converter, ItemResult, OutputContext, Plan, Skip, WorkItem
-from converters.images import DeepCheckOption, ImageFailure, LinkOption, import_image_file
+from converters.images import ImageFailure, deep_check_flag, import_image_file, link_flag
 from converters.registry import register_source
 from phi3v_data.records import Record, Turn
 
@@ -61,23 +50,37 @@ PROMPT = "Classify the image into one of the following classes: {classes}."
 IMAGE_EXTENSIONS = frozenset(
     {".bmp", ".dib", ".gif", ".jfif", ".jpe", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
 )
-PromptTemplateOption = prompt_option(PROMPT)
 
 
 @dataclass(frozen=True)
 class ImageFolderOptions:
-    """Everything that changes the output (stored in the manifest, checked on resume)."""
+    """Everything that changes the output (stored in the manifest, checked on resume).
 
-    source: str = DEFAULT_SOURCE
-    layout: str = "auto"
-    classes: tuple[str, ...] = ()
-    val_fraction: float = 0.0
-    test_fraction: float = 0.0
-    group_regex: str | None = None
-    split_seed: int = 0
-    prompt: str = PROMPT
-    link: bool = False
-    deep_check: bool = False
+    The fields are the flags of `phi3v convert image-folder`, in their order.
+    """
+
+    source: str | None = source_flag()  # None: SRC's folder name
+    layout: str = layout_flag()
+    classes: tuple[str, ...] = classes_flag()
+    val_fraction: float = val_fraction_flag()
+    test_fraction: float = test_fraction_flag()
+    group_regex: str | None = group_regex_flag()
+    split_seed: int = split_seed_flag()
+    prompt: str = prompt_flag(PROMPT)
+    link: bool = link_flag()
+    deep_check: bool = deep_check_flag()
+
+    def __post_init__(self) -> None:
+        if self.source is None:  # made in code: the default name
+            object.__setattr__(self, "source", DEFAULT_SOURCE)
+        check_group_regex(self.group_regex, bool(self.val_fraction or self.test_fraction))
+
+    @classmethod
+    def from_flags(cls, src: Path, **values: Any) -> ImageFolderOptions:
+        """The options of a run on `src`: `--source` left out is SRC's folder name."""
+        if values.get("source") is None:
+            values["source"] = default_source_name(src, DEFAULT_SOURCE)
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +136,7 @@ class ImageFolderConverter(Converter):
         return result
 
 
-@register_source(
+register_source(
     COMMAND,
     help=(
         "Images sorted into class folders -> one image + 'which class?' question per image."
@@ -146,34 +149,6 @@ class ImageFolderConverter(Converter):
         "Example: phi3v convert image-folder ~/data/flowers -o data/flowers "
         "--val-fraction 0.1 --test-fraction 0.1"
     ),
+    options=ImageFolderOptions,
+    converter=ImageFolderConverter,
 )
-def convert_image_folder(
-    src: SourceArgument,
-    out_dir: OutDirOption,
-    layout: LayoutOption = Layout.auto,
-    classes: ClassesOption = None,
-    val_fraction: ValFractionOption = 0.0,
-    test_fraction: TestFractionOption = 0.0,
-    group_regex: GroupRegexOption = None,
-    split_seed: SplitSeedOption = 0,
-    source: SourceOption = None,
-    prompt: PromptTemplateOption = None,
-    link: LinkOption = False,
-    deep_check: DeepCheckOption = False,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    options = ImageFolderOptions(
-        source=source_name(source, src, DEFAULT_SOURCE),
-        layout=layout.value,
-        classes=split_names(classes),
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        group_regex=checked_group_regex(group_regex, bool(val_fraction or test_fraction)),
-        split_seed=split_seed,
-        prompt=checked_prompt(prompt, PROMPT),
-        link=link,
-        deep_check=deep_check,
-    )
-    run_from_cli(ImageFolderConverter(options), src, out_dir, workers, overwrite, validate)

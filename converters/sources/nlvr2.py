@@ -33,14 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    SourceArgument,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
-)
 from converters.framework import (
     ConversionError,
     Converter,
@@ -52,20 +44,16 @@ from converters.framework import (
 )
 from converters.hf import HFSplit, RowRef, find_hf_copy, iter_rows, read_row
 from converters.images import (
-    DeepCheckOption,
     ImageFailure,
     ImportedImage,
-    LinkOption,
+    deep_check_flag,
     import_hf_image,
     import_image_file,
+    link_flag,
     mirrored_stem,
 )
 from converters.prompts import (
     PromptChoice,
-    PromptIndexOption,
-    PromptOption,
-    PromptSeedOption,
-    checked_choice,
     choose_template,
     numbered,
 )
@@ -95,9 +83,14 @@ META_FIELDS = ("directory", "synset", "query")
 
 @dataclass(frozen=True)
 class NLVR2Options:
+    """The flags of `phi3v convert nlvr2` (`PromptChoice` holds the prompt flags)."""
+
     prompt: PromptChoice = field(default_factory=PromptChoice)
-    link: bool = False
-    deep_check: bool = False
+    link: bool = link_flag()
+    deep_check: bool = deep_check_flag()
+
+    def __post_init__(self) -> None:
+        self.prompt.checked(TEMPLATES, {"caption"})
 
 
 @dataclass(frozen=True)
@@ -377,19 +370,4 @@ Example: phi3v convert nlvr2 ~/data/nlvr2 -o data/nlvr2 --link
 """
 
 
-@register_source("nlvr2", help=HELP)
-def convert_nlvr2(
-    src: SourceArgument,
-    out_dir: OutDirOption,
-    prompt_seed: PromptSeedOption = 0,
-    prompt_index: PromptIndexOption = None,
-    prompt: PromptOption = None,
-    link: LinkOption = False,
-    deep_check: DeepCheckOption = False,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    choice = checked_choice(prompt_seed, prompt_index, prompt, TEMPLATES, {"caption"})
-    options = NLVR2Options(choice, link, deep_check)
-    run_from_cli(NLVR2Converter(options), src, out_dir, workers, overwrite, validate)
+register_source(SOURCE, help=HELP, options=NLVR2Options, converter=NLVR2Converter)

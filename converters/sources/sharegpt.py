@@ -21,21 +21,7 @@ message or top-level `system`) goes to `meta.system`.
 
 from __future__ import annotations
 
-from converters.chat import (
-    ChatConverter,
-    FileArgument,
-    ImageFolderOption,
-    SplitOption,
-    chat_options,
-)
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
-)
-from converters.images import DeepCheckOption, LinkOption
+from converters.chat import FILE_HELP, ChatConverter, ChatOptions
 from converters.registry import register_source
 
 SOURCE = "sharegpt"
@@ -63,17 +49,6 @@ HELP = (
 )
 
 
-@register_source("sharegpt", help=HELP)
-def convert_sharegpt(
-    src: FileArgument,
-    out_dir: OutDirOption,
-    image_folder: ImageFolderOption = None,
-    split: SplitOption = "train",
-    link: LinkOption = False,
-    deep_check: DeepCheckOption = False,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    options = chat_options(src, image_folder, split, link, deep_check)
-    run_from_cli(ShareGPTConverter(options), src, out_dir, workers, overwrite, validate)
+register_source(
+    SOURCE, help=HELP, options=ChatOptions, converter=ShareGPTConverter, src_help=FILE_HELP
+)

@@ -51,18 +51,10 @@ import string
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-import typer
 
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
-)
 from converters.framework import (
     ConversionError,
     Converter,
@@ -74,14 +66,16 @@ from converters.framework import (
 )
 from converters.hf import HFSplit, RowRef, find_hf_copy, iter_rows, read_row
 from converters.images import (
-    DeepCheckOption,
     ImageFailure,
     ImportedImage,
-    LinkOption,
+    deep_check_flag,
     import_hf_image,
     import_image_bytes,
+    link_flag,
 )
+from converters.prompts import line_breaks
 from converters.registry import register_source
+from phi3v_data.flags import FlagError, flag
 from phi3v_data.jsonl import iter_jsonl
 from phi3v_data.paths import PathProblem, resolve_image_path
 from phi3v_data.records import Record, Turn
@@ -99,83 +93,149 @@ _WINDOWS_DRIVE = re.compile(r"^[A-Za-z]:/")
 _SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
 
 
-class OptionError(ValueError):
-    """A wrong combination of options; `option` names the one to fix."""
+def _column_flag(*names: str, help: str, metavar: str = "COL", **spec: Any) -> Any:
+    """The many column flags: a metavar, no default shown."""
+    return flag(None, *names, help=help, metavar=metavar, show_default=False, **spec)
 
-    def __init__(self, message: str, option: str) -> None:
-        super().__init__(message)
-        self.option = option
+
+def _resolved(path: Path) -> str:
+    return str(Path(path).resolve())
 
 
 @dataclass(frozen=True)
 class TableOptions:
-    """What to read from each row. Checked on creation (`OptionError`)."""
+    """What to read from each row: the flags of `phi3v convert table`. Checked on creation
+    (`FlagError`)."""
 
-    image_columns: tuple[str, ...]
-    answer_column: str
-    question_column: str | None = None
-    prompt: str | None = None
-    answers_column: str | None = None
-    id_column: str | None = None
-    split_column: str | None = None
-    split: str | None = None
-    image_dir: str | None = None
-    meta_columns: tuple[str, ...] = ()
-    source: str = DEFAULT_SOURCE
-    allow_absolute_paths: bool = False
-    link: bool = False
-    deep_check: bool = False
-    # The input files and folders, in order; empty means the `src` given to the framework.
-    inputs: tuple[str, ...] = ()
+    image_columns: tuple[str, ...] = flag(
+        (),
+        "--image-column",
+        repeat=True,
+        metavar="COL",
+        show_default=False,
+        help="Column of images: a path, a list of paths, or image bytes. Repeat it for "
+        "several columns; the record's images are theirs, in order. Required.",
+    )
+    answer_column: str | None = _column_flag(  # required: None only to say so clearly
+        "--answer-column", help="Column of the answer (the training target)."
+    )
+    question_column: str | None = _column_flag(
+        "--question-column", help="Column of the user's question (or give --prompt)."
+    )
+    prompt: str | None = _column_flag(
+        "--prompt",
+        help='The user text, with {column} fields filled from the row: "{question}\\nAnswer '
+        'briefly." (\\n is a line break; {{ }} a brace). Instead of --question-column.',
+        metavar="TEXT",
+        parse=line_breaks,
+    )
+    answers_column: str | None = _column_flag(
+        "--answers-column",
+        help="Column of all gold answers (a list, or a JSON list as text), kept in meta.answers "
+        "for ANLS/accuracy.",
+    )
+    id_column: str | None = _column_flag(
+        "--id-column",
+        help="Column of record ids (unique across splits). Default: <source>-<split>-<row index>.",
+    )
+    split_column: str | None = _column_flag(
+        "--split-column", help="Column naming each row's split (train, val, ...)."
+    )
+    split: str | None = _column_flag(
+        "--split",
+        help="Put every row in this split. Default: the Hugging Face copy's splits, or the "
+        "file's name when it names a split (test.csv), else train.",
+        metavar="NAME",
+    )
+    image_dir: str | None = _column_flag(  # absolute
+        "--image-dir",
+        help="Resolve relative image paths here instead of in the table's folder.",
+        metavar="DIR",
+        parse=_resolved,
+    )
+    meta_columns: tuple[str, ...] = flag(
+        (),
+        "--meta-column",
+        repeat=True,
+        metavar="COL",
+        show_default=False,
+        help="Also keep this column's value in meta (repeatable).",
+    )
+    source: str = flag(
+        DEFAULT_SOURCE,
+        "--source",
+        metavar="NAME",
+        help="The records' source, the output files' prefix and images/<NAME>/.",
+    )
+    allow_absolute_paths: bool = flag(
+        False,
+        "--allow-absolute-paths",
+        help="Accept absolute image paths and relative ones leading outside their folder.",
+    )
+    link: bool = link_flag()
+    deep_check: bool = deep_check_flag()
+    # The input files and folders (absolute), in order; empty means the `src` given to the
+    # framework. On the command line they are the arguments, the first one being SRC.
+    inputs: tuple[str, ...] = flag(
+        (),
+        repeat=True,
+        positional=True,
+        metavar="FILE_OR_DIR",
+        show_default=False,
+        help="Table files (.csv .tsv .jsonl .json .parquet) or Hugging Face folders.",
+        parse=lambda paths: tuple(_resolved(path) for path in paths),
+    )
 
     def __post_init__(self) -> None:
         for name in ("image_columns", "meta_columns", "inputs"):  # lists given in code
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if not self.image_columns:
-            raise OptionError("give at least one --image-column", "--image-column")
+            raise FlagError("--image-column", "give at least one image column")
+        if self.answer_column is None:
+            raise FlagError("--answer-column", "give the answer column")
         if (self.question_column is None) == (self.prompt is None):
-            raise OptionError(
-                "give either --question-column COL or --prompt TEXT (with {column} fields)",
+            raise FlagError(
                 "--question-column",
+                "give either --question-column COL or --prompt TEXT (with {column} fields)",
             )
         if self.prompt is not None:
             fields = prompt_fields(self.prompt)
             if not self.prompt.strip():
-                raise OptionError("the prompt is empty", "--prompt")
+                raise FlagError("--prompt", "the prompt is empty")
             images = sorted(fields & set(self.image_columns))
             if images:
-                raise OptionError(
-                    f"field {{{images[0]}}} is an --image-column: the prompt takes text columns",
+                raise FlagError(
                     "--prompt",
+                    f"field {{{images[0]}}} is an --image-column: the prompt takes text columns",
                 )
         if self.split is not None and self.split_column is not None:
-            raise OptionError("give --split or --split-column, not both", "--split")
+            raise FlagError("--split", "give --split or --split-column, not both")
         if self.split is not None and not _NAME.fullmatch(self.split):
-            raise OptionError(
-                f"split name {self.split!r}: use letters, digits, '_', '.', '-'", "--split"
+            raise FlagError(
+                "--split", f"split name {self.split!r}: use letters, digits, '_', '.', '-'"
             )
         if not _NAME.fullmatch(self.source):
-            raise OptionError(
+            raise FlagError(
+                "--source",
                 f"source name {self.source!r}: use letters, digits, '_', '.', '-' "
                 "(it names the output files and images/<source>/)",
-                "--source",
             )
         for column in self.meta_columns:
             if column in RESERVED_META:
                 hint = " (use --answers-column for gold answers)" if column == "answers" else ""
-                raise OptionError(
-                    f"meta key {column!r} is written by the converter itself{hint}",
+                raise FlagError(
                     "--meta-column",
+                    f"meta key {column!r} is written by the converter itself{hint}",
                 )
             if column in self.image_columns:
-                raise OptionError(
+                raise FlagError(
+                    "--meta-column",
                     f"{column!r} is an --image-column: its original values are kept in "
                     "meta.original_images",
-                    "--meta-column",
                 )
         duplicated = [c for c in self.image_columns if self.image_columns.count(c) > 1]
         if duplicated:
-            raise OptionError(f"--image-column {duplicated[0]!r} is given twice", "--image-column")
+            raise FlagError("--image-column", f"--image-column {duplicated[0]!r} is given twice")
 
     def wanted_columns(self) -> dict[str, str]:
         """Every column a row needs -> the option that names it (image columns first)."""
@@ -204,16 +264,16 @@ class TableOptions:
 
 
 def prompt_fields(template: str) -> set[str]:
-    """The `{column}` fields of a prompt; raises `OptionError` for a malformed template."""
+    """The `{column}` fields of a prompt; raises `FlagError` for a malformed template."""
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise OptionError(
-            f"not a valid template: {exc} (write {{{{ }}}} for a brace)", "--prompt"
+        raise FlagError(
+            "--prompt", f"not a valid template: {exc} (write {{{{ }}}} for a brace)"
         ) from exc
     fields = {name for _, name, _, _ in parsed if name is not None}
     if "" in fields:
-        raise OptionError("empty field {}: name a column, as in {question}", "--prompt")
+        raise FlagError("--prompt", "empty field {}: name a column, as in {question}")
     return fields
 
 
@@ -892,7 +952,7 @@ def _plan_rows(rows: Iterator[tuple[str | None, str, TableRow | Skip]]) -> Plan:
     return Plan(splits=splits, skips=skips, inference_only=frozenset(inference_only))
 
 
-# --- CLI -------------------------------------------------------------------------------
+# --- the command ----------------------------------------------------------------------
 
 HELP = """Your own table: one record per row (images, a question or prompt, an answer).
 
@@ -909,129 +969,4 @@ Example: phi3v convert table data.csv -o data/mine --image-column image
 """
 
 
-def _option(
-    name: str, help: str, *, metavar: str = "COL"
-) -> Any:  # a small helper for the many column options
-    return typer.Option(name, help=help, metavar=metavar, show_default=False)
-
-
-@register_source("table", help=HELP)
-def convert_table(
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(
-            metavar="FILE_OR_DIR",
-            help="Table files (.csv .tsv .jsonl .json .parquet) or Hugging Face folders.",
-            show_default=False,
-        ),
-    ],
-    out_dir: OutDirOption,
-    image_column: Annotated[
-        list[str] | None,
-        _option(
-            "--image-column",
-            "Column of images: a path, a list of paths, or image bytes. Repeat it for "
-            "several columns; the record's images are theirs, in order. Required.",
-        ),
-    ] = None,
-    question_column: Annotated[
-        str | None,
-        _option("--question-column", "Column of the user's question (or give --prompt)."),
-    ] = None,
-    prompt: Annotated[
-        str | None,
-        _option(
-            "--prompt",
-            'The user text, with {column} fields filled from the row: "{question}\\nAnswer '
-            'briefly." (\\n is a line break; {{ }} a brace). Instead of --question-column.',
-            metavar="TEXT",
-        ),
-    ] = None,
-    answer_column: Annotated[
-        str | None, _option("--answer-column", "Column of the answer (the training target).")
-    ] = None,
-    answers_column: Annotated[
-        str | None,
-        _option(
-            "--answers-column",
-            "Column of all gold answers (a list, or a JSON list as text), kept in meta.answers "
-            "for ANLS/accuracy.",
-        ),
-    ] = None,
-    id_column: Annotated[
-        str | None,
-        _option(
-            "--id-column",
-            "Column of record ids (unique across splits). Default: <source>-<split>-<row index>.",
-        ),
-    ] = None,
-    split_column: Annotated[
-        str | None, _option("--split-column", "Column naming each row's split (train, val, ...).")
-    ] = None,
-    split: Annotated[
-        str | None,
-        _option(
-            "--split",
-            "Put every row in this split. Default: the Hugging Face copy's splits, or the "
-            "file's name when it names a split (test.csv), else train.",
-            metavar="NAME",
-        ),
-    ] = None,
-    image_dir: Annotated[
-        Path | None,
-        _option(
-            "--image-dir",
-            "Resolve relative image paths here instead of in the table's folder.",
-            metavar="DIR",
-        ),
-    ] = None,
-    meta_column: Annotated[
-        list[str] | None,
-        _option("--meta-column", "Also keep this column's value in meta (repeatable)."),
-    ] = None,
-    source: Annotated[
-        str,
-        typer.Option(
-            "--source",
-            metavar="NAME",
-            help="The records' source, the output files' prefix and images/<NAME>/.",
-        ),
-    ] = DEFAULT_SOURCE,
-    allow_absolute_paths: Annotated[
-        bool,
-        typer.Option(
-            "--allow-absolute-paths",
-            help="Accept absolute image paths and relative ones leading outside their folder.",
-        ),
-    ] = False,
-    link: LinkOption = False,
-    deep_check: DeepCheckOption = False,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    if not image_column:
-        raise typer.BadParameter("give at least one image column", param_hint="--image-column")
-    if answer_column is None:
-        raise typer.BadParameter("give the answer column", param_hint="--answer-column")
-    try:
-        options = TableOptions(
-            image_columns=tuple(image_column),
-            answer_column=answer_column,
-            question_column=question_column,
-            prompt=prompt.replace("\\n", "\n") if prompt is not None else None,
-            answers_column=answers_column,
-            id_column=id_column,
-            split_column=split_column,
-            split=split,
-            image_dir=str(image_dir.resolve()) if image_dir is not None else None,
-            meta_columns=tuple(meta_column or ()),
-            source=source,
-            allow_absolute_paths=allow_absolute_paths,
-            link=link,
-            deep_check=deep_check,
-            inputs=tuple(str(path.resolve()) for path in inputs),
-        )
-    except OptionError as exc:
-        raise typer.BadParameter(str(exc), param_hint=exc.option) from exc
-    run_from_cli(TableConverter(options), inputs[0], out_dir, workers, overwrite, validate)
+register_source("table", help=HELP, options=TableOptions, converter=TableConverter)

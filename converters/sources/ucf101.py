@@ -20,34 +20,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
 
-import typer
-
-from converters.class_folders import select_classes, split_names
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    SourceArgument,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
-)
+from converters.class_folders import classes_flag, select_classes
 from converters.clips import (
-    AllowTruncatedOption,
     ClipSampler,
-    Decoder,
-    DecoderOption,
     FrameSettings,
-    JpegQualityOption,
-    MaxFramesOption,
-    MaxSideOption,
-    NumFramesOption,
-    Sampling,
-    SamplingOption,
+    allow_truncated_flag,
     count_clip,
+    decoder_flag,
+    jpeg_quality_flag,
+    max_frames_flag,
+    max_side_flag,
+    num_frames_flag,
+    sampling_flag,
 )
 from converters.framework import (
     ConversionError,
@@ -60,6 +46,7 @@ from converters.framework import (
 )
 from converters.registry import register_source
 from converters.video import VideoError
+from phi3v_data.flags import flag
 from phi3v_data.paths import lexical_path_problem
 from phi3v_data.records import Record, Turn
 
@@ -72,29 +59,45 @@ PROMPT = "Classify the video into one of the following classes: {classes}."
 _GROUP_RE = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
 
 
-class Layout(str, Enum):
-    auto = "auto"
-    original = "original"
-    subset = "subset"
+LAYOUTS = ("auto", "original", "subset")
 
 
 @dataclass(frozen=True)
 class UCF101Options:
-    """Everything that changes the output (stored in the manifest, checked on resume)."""
+    """Everything that changes the output (stored in the manifest, checked on resume).
 
-    layout: str = "auto"
-    split_lists: Path | None = None
-    split_id: int = 1
-    val_fraction: float = 0.0
-    classes: tuple[str, ...] = ()
-    num_frames: int = 8
-    sampling: str = "uniform"
-    max_frames: int = 64
-    decoder: str = "pyav"
-    max_side: int | None = None
-    jpeg_quality: int = 75
-    allow_truncated: bool = False
-    prompt: str | None = None
+    The fields are the flags of `phi3v convert ucf101`.
+    """
+
+    layout: str = flag(
+        "auto",
+        choices=LAYOUTS,
+        help="Input layout; auto looks for train/val/test or ucfTrainTestlist/.",
+    )
+    split_lists: Path | None = flag(
+        None,
+        help="The ucfTrainTestlist/ folder, when it is not beside or inside SRC.",
+        parse=Path.resolve,
+    )
+    split_id: int = flag(1, min=1, max=3, help="Official train/test split (original layout).")
+    val_fraction: float = flag(
+        0.0,
+        min=0.0,
+        max=0.95,
+        help="Carve a val split out of train: this fraction of the train groups, taking "
+        "the highest group numbers (e.g. 0.1 with split 1: g24-g25). 0: no val.",
+    )
+    classes: tuple[str, ...] = classes_flag()
+    num_frames: int = num_frames_flag()
+    sampling: str = sampling_flag()
+    max_frames: int = max_frames_flag()
+    decoder: str = decoder_flag()
+    max_side: int | None = max_side_flag()
+    jpeg_quality: int = jpeg_quality_flag()
+    allow_truncated: bool = allow_truncated_flag()
+    prompt: str | None = flag(
+        None, help="The user question; default lists the sorted classes (reference)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +349,7 @@ def _list_subset(src: Path, classes: tuple[str, ...]) -> tuple[dict[str, list[_L
     )
 
 
-@register_source(
+register_source(
     SOURCE,
     help=(
         "UCF-101 videos -> k sampled JPEG frames per clip + 'which class?' question.\n\n"
@@ -356,64 +359,6 @@ def _list_subset(src: Path, classes: tuple[str, ...]) -> tuple[dict[str, list[_L
         "Example: phi3v convert ucf101 ~/data/UCF101 -o ~/data/ucf101-phi3v --split-id 1 "
         "--val-fraction 0.1"
     ),
+    options=UCF101Options,
+    converter=UCF101Converter,
 )
-def convert_ucf101(
-    src: SourceArgument,
-    out_dir: OutDirOption,
-    layout: Annotated[
-        Layout,
-        typer.Option(help="Input layout; auto looks for train/val/test or ucfTrainTestlist/."),
-    ] = Layout.auto,
-    split_lists: Annotated[
-        Path | None,
-        typer.Option(help="The ucfTrainTestlist/ folder, when it is not beside or inside SRC."),
-    ] = None,
-    split_id: Annotated[
-        int, typer.Option(min=1, max=3, help="Official train/test split (original layout).")
-    ] = 1,
-    val_fraction: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=0.95,
-            help="Carve a val split out of train: this fraction of the train groups, taking "
-            "the highest group numbers (e.g. 0.1 with split 1: g24-g25). 0: no val.",
-        ),
-    ] = 0.0,
-    classes: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Only these classes (comma-separated or repeated); the prompt lists only them."
-        ),
-    ] = None,
-    num_frames: NumFramesOption = 8,
-    sampling: SamplingOption = Sampling.uniform,
-    max_frames: MaxFramesOption = 64,
-    decoder: DecoderOption = Decoder.pyav,
-    max_side: MaxSideOption = None,
-    jpeg_quality: JpegQualityOption = 75,
-    allow_truncated: AllowTruncatedOption = False,
-    prompt: Annotated[
-        str | None,
-        typer.Option(help="The user question; default lists the sorted classes (reference)."),
-    ] = None,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    options = UCF101Options(
-        layout=layout.value,
-        split_lists=split_lists.resolve() if split_lists else None,
-        split_id=split_id,
-        val_fraction=val_fraction,
-        classes=split_names(classes),
-        num_frames=num_frames,
-        sampling=sampling.value,
-        max_frames=max_frames,
-        decoder=decoder.value,
-        max_side=max_side,
-        jpeg_quality=jpeg_quality,
-        allow_truncated=allow_truncated,
-        prompt=prompt,
-    )
-    run_from_cli(UCF101Converter(options), src, out_dir, workers, overwrite, validate)

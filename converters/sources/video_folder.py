@@ -27,44 +27,31 @@ from pathlib import Path
 from typing import Any
 
 from converters.class_folders import (
-    ClassesOption,
     FolderSpec,
-    GroupRegexOption,
-    Layout,
-    LayoutOption,
     MediaFile,
-    SourceOption,
-    SplitSeedOption,
-    TestFractionOption,
-    ValFractionOption,
-    checked_group_regex,
-    checked_prompt,
+    check_group_regex,
+    classes_flag,
+    default_source_name,
+    group_regex_flag,
+    layout_flag,
     list_class_folders,
-    prompt_option,
-    source_name,
-    split_names,
-)
-from converters.cli import (
-    OutDirOption,
-    OverwriteOption,
-    SourceArgument,
-    ValidateOption,
-    WorkersOption,
-    run_from_cli,
+    prompt_flag,
+    source_flag,
+    split_seed_flag,
+    test_fraction_flag,
+    val_fraction_flag,
 )
 from converters.clips import (
-    AllowTruncatedOption,
     ClipSampler,
-    Decoder,
-    DecoderOption,
     FrameSettings,
-    JpegQualityOption,
-    MaxFramesOption,
-    MaxSideOption,
-    NumFramesOption,
-    Sampling,
-    SamplingOption,
+    allow_truncated_flag,
     count_clip,
+    decoder_flag,
+    jpeg_quality_flag,
+    max_frames_flag,
+    max_side_flag,
+    num_frames_flag,
+    sampling_flag,
 )
 from converters.framework import Converter, ItemResult, OutputContext, Plan, Skip, WorkItem
 from converters.registry import register_source
@@ -81,28 +68,42 @@ VIDEO_EXTENSIONS = frozenset(
         ".ts", ".vob", ".webm", ".wmv", ".y4m",
     }
 )  # fmt: skip
-PromptTemplateOption = prompt_option(PROMPT)
 
 
 @dataclass(frozen=True)
 class VideoFolderOptions:
-    """Everything that changes the output (stored in the manifest, checked on resume)."""
+    """Everything that changes the output (stored in the manifest, checked on resume).
 
-    source: str = DEFAULT_SOURCE
-    layout: str = "auto"
-    classes: tuple[str, ...] = ()
-    val_fraction: float = 0.0
-    test_fraction: float = 0.0
-    group_regex: str | None = None
-    split_seed: int = 0
-    prompt: str = PROMPT
-    num_frames: int = 8
-    sampling: str = "uniform"
-    max_frames: int = 64
-    decoder: str = "pyav"
-    max_side: int | None = None
-    jpeg_quality: int = 75
-    allow_truncated: bool = False
+    The fields are the flags of `phi3v convert video-folder`, in their order.
+    """
+
+    source: str | None = source_flag()  # None: SRC's folder name
+    layout: str = layout_flag()
+    classes: tuple[str, ...] = classes_flag()
+    val_fraction: float = val_fraction_flag()
+    test_fraction: float = test_fraction_flag()
+    group_regex: str | None = group_regex_flag()
+    split_seed: int = split_seed_flag()
+    prompt: str = prompt_flag(PROMPT)
+    num_frames: int = num_frames_flag()
+    sampling: str = sampling_flag()
+    max_frames: int = max_frames_flag()
+    decoder: str = decoder_flag()
+    max_side: int | None = max_side_flag()
+    jpeg_quality: int = jpeg_quality_flag()
+    allow_truncated: bool = allow_truncated_flag()
+
+    def __post_init__(self) -> None:
+        if self.source is None:  # made in code: the default name
+            object.__setattr__(self, "source", DEFAULT_SOURCE)
+        check_group_regex(self.group_regex, bool(self.val_fraction or self.test_fraction))
+
+    @classmethod
+    def from_flags(cls, src: Path, **values: Any) -> VideoFolderOptions:
+        """The options of a run on `src`: `--source` left out is SRC's folder name."""
+        if values.get("source") is None:
+            values["source"] = default_source_name(src, DEFAULT_SOURCE)
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +166,7 @@ class VideoFolderConverter(Converter):
         return result
 
 
-@register_source(
+register_source(
     COMMAND,
     help=(
         "Videos sorted into class folders -> k sampled JPEG frames per clip + 'which class?' "
@@ -178,44 +179,6 @@ class VideoFolderConverter(Converter):
         "--val-fraction/--test-fraction move whole groups (--group-regex).\n\n"
         "Example: phi3v convert video-folder ~/data/clips -o data/clips --val-fraction 0.1"
     ),
+    options=VideoFolderOptions,
+    converter=VideoFolderConverter,
 )
-def convert_video_folder(
-    src: SourceArgument,
-    out_dir: OutDirOption,
-    layout: LayoutOption = Layout.auto,
-    classes: ClassesOption = None,
-    val_fraction: ValFractionOption = 0.0,
-    test_fraction: TestFractionOption = 0.0,
-    group_regex: GroupRegexOption = None,
-    split_seed: SplitSeedOption = 0,
-    source: SourceOption = None,
-    prompt: PromptTemplateOption = None,
-    num_frames: NumFramesOption = 8,
-    sampling: SamplingOption = Sampling.uniform,
-    max_frames: MaxFramesOption = 64,
-    decoder: DecoderOption = Decoder.pyav,
-    max_side: MaxSideOption = None,
-    jpeg_quality: JpegQualityOption = 75,
-    allow_truncated: AllowTruncatedOption = False,
-    workers: WorkersOption = None,
-    overwrite: OverwriteOption = False,
-    validate: ValidateOption = True,
-) -> None:
-    options = VideoFolderOptions(
-        source=source_name(source, src, DEFAULT_SOURCE),
-        layout=layout.value,
-        classes=split_names(classes),
-        val_fraction=val_fraction,
-        test_fraction=test_fraction,
-        group_regex=checked_group_regex(group_regex, bool(val_fraction or test_fraction)),
-        split_seed=split_seed,
-        prompt=checked_prompt(prompt, PROMPT),
-        num_frames=num_frames,
-        sampling=sampling.value,
-        max_frames=max_frames,
-        decoder=decoder.value,
-        max_side=max_side,
-        jpeg_quality=jpeg_quality,
-        allow_truncated=allow_truncated,
-    )
-    run_from_cli(VideoFolderConverter(options), src, out_dir, workers, overwrite, validate)

@@ -12,7 +12,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-import converters.cli
+import phi3v_cli.convert
 from converters.framework import (
     MANIFEST,
     VALIDATION_RECORD,
@@ -228,15 +228,15 @@ def _flat(text: str) -> str:
 
 @pytest.fixture
 def validations(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
-    """Every folder the convert command validated (through `converters.cli.validate_output`)."""
+    """Every folder the convert command validated (through `phi3v_cli.convert.validate_output`)."""
     calls: list[Path] = []
-    original = converters.cli.validate_output
+    original = phi3v_cli.convert.validate_output
 
     def counting(out_dir: Path, workers: int) -> bool:
         calls.append(out_dir)
         return original(out_dir, workers)
 
-    monkeypatch.setattr(converters.cli, "validate_output", counting)
+    monkeypatch.setattr(phi3v_cli.convert, "validate_output", counting)
     return calls
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import typer
 
-from converters.prompts import PromptChoice, checked_choice, choose_template, seeded_index
+from converters.prompts import PromptChoice, choose_template, line_breaks, seeded_index
 from converters.sources import hateful_memes as memes
 from converters.sources import nlvr2
+from phi3v_data.flags import FlagError
 
 TEMPLATES = ("a {x}", "b {x}", "c {x}")
 
@@ -33,13 +33,16 @@ def test_precedence_custom_then_index_then_seed() -> None:
 
 
 def test_cli_values_are_checked() -> None:
-    assert checked_choice(0, None, "Q {x}\\nA", TEMPLATES, {"x"}).template == "Q {x}\nA"
-    with pytest.raises(typer.BadParameter, match=r"0\.\.2"):
-        checked_choice(0, 3, None, TEMPLATES, {"x"})
-    with pytest.raises(typer.BadParameter, match="unknown field"):
-        checked_choice(0, None, "{y}", TEMPLATES, {"x"})
-    with pytest.raises(typer.BadParameter, match="not a valid template"):
-        checked_choice(0, None, "{x", TEMPLATES, {"x"})
+    choice = PromptChoice(template=line_breaks("Q {x}\\nA"))
+    assert choice.checked(TEMPLATES, {"x"}).template == "Q {x}\nA"
+    with pytest.raises(FlagError, match=r"0\.\.2") as index:
+        PromptChoice(index=3).checked(TEMPLATES, {"x"})
+    assert index.value.flag == "--prompt-index"
+    with pytest.raises(FlagError, match="unknown field") as unknown:
+        PromptChoice(template="{y}").checked(TEMPLATES, {"x"})
+    assert unknown.value.flag == "--prompt"
+    with pytest.raises(FlagError, match="not a valid template"):
+        PromptChoice(template="{x").checked(TEMPLATES, {"x"})
 
 
 # The reference reads the memes and NLVR2 prompts from HuggingFaceM4/the_cauldron; its build
@@ -71,13 +74,13 @@ CAULDRON_NLVR2_TEMPLATES = [
 
 def test_memes_templates_are_the_cauldrons_in_its_order() -> None:
     assert list(memes.TEMPLATES) == [q + "\nAnswer yes or no." for q in CAULDRON_MEMES_QUESTIONS]
-    choice = checked_choice(0, 3, None, memes.TEMPLATES, {"text"})
+    choice = PromptChoice(index=3).checked(memes.TEMPLATES, {"text"})
     assert choose_template(memes.TEMPLATES, "train/1", choice) == (
         "Does this meme carry a negative message?\nAnswer yes or no."
     )
     assert memes.TEMPLATES[10] == "Can this meme be interpreted as derogatory?\nAnswer yes or no."
-    with pytest.raises(typer.BadParameter, match=r"11 built-in templates: choose 0\.\.10"):
-        checked_choice(0, 11, None, memes.TEMPLATES, {"text"})
+    with pytest.raises(FlagError, match=r"11 built-in templates: choose 0\.\.10"):
+        memes.MemesOptions(prompt=PromptChoice(index=11))
 
 
 def test_nlvr2_templates_are_the_cauldrons_in_its_order() -> None:
@@ -85,7 +88,7 @@ def test_nlvr2_templates_are_the_cauldrons_in_its_order() -> None:
     assert list(nlvr2.TEMPLATES) == [
         f"{prefix} {template} Answer yes or no." for template in CAULDRON_NLVR2_TEMPLATES
     ]
-    choice = checked_choice(0, 0, None, nlvr2.TEMPLATES, {"caption"})
+    choice = PromptChoice(index=0).checked(nlvr2.TEMPLATES, {"caption"})
     assert choose_template(nlvr2.TEMPLATES, "dev-1-0-0", choice).format(caption="Two dogs.") == (
         "The first image is the image on the left, the second image is the image on the right. "
         'Evaluate the accuracy of this statement regarding the images: "Two dogs.". Is it true? '
@@ -96,8 +99,8 @@ def test_nlvr2_templates_are_the_cauldrons_in_its_order() -> None:
         'Examine the images to the left and right. Is the description "A cat." accurate? '
         "Answer yes or no."
     )
-    with pytest.raises(typer.BadParameter, match=r"8 built-in templates: choose 0\.\.7"):
-        checked_choice(0, 8, None, nlvr2.TEMPLATES, {"caption"})
+    with pytest.raises(FlagError, match=r"8 built-in templates: choose 0\.\.7"):
+        nlvr2.NLVR2Options(prompt=PromptChoice(index=8))
 
 
 def test_seeded_choice_spreads_over_every_cauldron_template() -> None:

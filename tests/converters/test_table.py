@@ -19,13 +19,9 @@ from converters.framework import (
     run_conversion,
 )
 from converters.samples.table import URL, build_table_tree
-from converters.sources.table import (
-    OptionError,
-    TableConverter,
-    TableOptions,
-    convert_table,
-    render_prompt,
-)
+from converters.sources.table import TableConverter, TableOptions, render_prompt
+from phi3v_cli.convert import convert_app
+from phi3v_data.flags import FlagError
 from phi3v_data.validate import ValidateOptions, validate_paths
 
 FILE_SKIPS = {
@@ -63,15 +59,8 @@ def _valid(out: Path) -> bool:
 
 
 def _cli() -> typer.Typer:
-    """`phi3v convert table` on its own (the same command function the registry adds)."""
-    app = typer.Typer()
-    app.command("table")(convert_table)
-
-    @app.callback()
-    def _group() -> None:
-        """The convert group."""
-
-    return app
+    """`phi3v convert` on its own: `table ...` runs the command the registry's source makes."""
+    return convert_app()
 
 
 @pytest.mark.parametrize("kind", ["csv", "tsv", "jsonl", "json"])
@@ -316,11 +305,11 @@ def test_missing_columns_and_bad_options_are_clear_errors(tmp_path: Path) -> Non
         _convert(
             build_table_tree(tmp_path / "pq", "parquet"), tmp_path / "o2", image_columns=("page",)
         )
-    with pytest.raises(OptionError, match="--question-column COL or --prompt"):
+    with pytest.raises(FlagError, match="--question-column COL or --prompt"):
         _options(prompt="{question}")
-    with pytest.raises(OptionError, match="meta key 'answers'"):
+    with pytest.raises(FlagError, match="meta key 'answers'"):
         _options(meta_columns=("answers",))
-    with pytest.raises(OptionError, match="not both"):
+    with pytest.raises(FlagError, match="not both"):
         _options(split="a", split_column="split")
     assert not (tmp_path / "o1").exists()
 

@@ -1,15 +1,23 @@
-"""`phi3v convert <source>`: the shared options, progress bar, summary table and exit codes.
+"""`phi3v convert <source>`: one command per registered source, progress bar, summary table
+and exit codes.
 
-Each source module declares its command with the option types below and calls
-`run_from_cli`; `register(app)` adds one sub-command per registered source.
+A source (`converters.registry.Source`) is data: a name, a help text, an options class
+whose fields declare their flags, and a converter. Its command here is: SRC (or the
+options' own positional argument), `--out-dir`, the source's flags in field order, then
+`--workers`, `--overwrite` and `--validate` (the flags of `RunSettings`). It builds the
+options from the flags (a `FlagError` is a usage error, exit 2), runs the conversion with
+a progress bar, prints the summary, validates the output and sets the exit code.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
+import inspect
+import typing
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,62 +41,19 @@ from converters.framework import (
     ProgressSink,
     RunSettings,
     Skip,
+    default_workers,
     record_validation,
     recorded_validation,
     run_conversion,
 )
-from converters.registry import load_sources
-
-SourceArgument = Annotated[
-    Path,
-    typer.Argument(
-        help="The dataset folder as you have it on disk (see the source's notes above).",
-        show_default=False,
-    ),
-]
-OutDirOption = Annotated[
-    Path,
-    typer.Option(
-        "--out-dir",
-        "-o",
-        help="Output folder: <source>_<split>.jsonl files, images/ and manifest.json.",
-        show_default=False,
-    ),
-]
-WorkersOption = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        "-j",
-        min=1,
-        help="Worker processes (default: all cores). The output is identical for any value.",
-        show_default=False,
-    ),
-]
-OverwriteOption = Annotated[
-    bool,
-    typer.Option(
-        "--overwrite",
-        help="Replace the conversion in --out-dir (finished or interrupted, of any source): "
-        "first delete what a conversion wrote there (manifest.json, the *.jsonl files it "
-        "made, images/, its work folder) and nothing else: other files are left alone, and "
-        "*.jsonl files or an images/ folder that no conversion wrote stop the run, deleting "
-        "nothing (move them away or choose another --out-dir). Without --overwrite, rerunning "
-        "the same command resumes an interrupted run, and does nothing when the finished "
-        "output is unchanged (JSONL sha256 as in manifest.json; validated again only if its "
-        "last validation failed or never ran).",
-    ),
-]
-ValidateOption = Annotated[
-    bool,
-    typer.Option(
-        "--validate/--no-validate",
-        help="Run `phi3v validate` on the output at the end (exit 1 on errors; warnings are "
-        "shown, as `phi3v validate` shows them).",
-    ),
-]
+from converters.registry import Source, load_sources
+from phi3v_cli.flags import settings_parameters, settings_values
+from phi3v_data.flags import FLAG, FlagError, flag_fields
 
 console = Console(stderr=True)
+
+# `--workers` left out means all cores (`default_workers()`), not `RunSettings`' default.
+_ALL_CORES = ("workers",)
 
 
 class RichProgress(ProgressSink):
@@ -117,25 +82,144 @@ class RichProgress(ProgressSink):
         self.progress.update(self.task, advance=items, rate=rate)
 
 
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# --- the commands ------------------------------------------------------------------------
 
 
-def run_from_cli(
-    converter: Converter,
-    src: Path,
-    out_dir: Path,
-    workers: int | None,
-    overwrite: bool,
-    validate: bool,
-) -> None:
-    """Run a conversion with a progress bar, print the summary, validate, set the exit code."""
-    settings = RunSettings(
-        out_dir=out_dir,
-        workers=workers or default_workers(),
-        overwrite=overwrite,
-        validate=validate,
+@dataclasses.dataclass(frozen=True)
+class _OptionFlags:
+    """The command-line parameters of a source's options class, and how to read them back.
+
+    `nested`: an options field whose type is a settings class of its own (`PromptChoice`)
+    -> that class and {parameter name: its field name}. `positional`: the names of the
+    positional flag fields (they replace SRC; the first value of the first one is SRC).
+    """
+
+    parameters: list[inspect.Parameter]
+    nested: dict[str, tuple[type, dict[str, str]]]
+    positional: list[str]
+
+    @classmethod
+    def of(cls, options: type) -> _OptionFlags:
+        hints = typing.get_type_hints(options)
+        own = {parameter.name: parameter for parameter in settings_parameters(options)}
+        positional = [field.name for field, spec in flag_fields(options) if spec.positional]
+        parameters: list[inspect.Parameter] = []
+        nested: dict[str, tuple[type, dict[str, str]]] = {}
+        for field in dataclasses.fields(options):
+            if field.name in own:
+                parameter = own[field.name]
+                if field.name in positional:
+                    parameter = _required(parameter)
+                parameters.append(parameter)
+            elif FLAG not in field.metadata and _has_flags(hints[field.name]):
+                inner = hints[field.name]
+                names: dict[str, str] = {}
+                for parameter in settings_parameters(inner):
+                    names[f"{field.name}_{parameter.name}"] = parameter.name
+                    parameters.append(parameter.replace(name=f"{field.name}_{parameter.name}"))
+                nested[field.name] = (inner, names)
+        return cls(parameters, nested, positional)
+
+    def values(self, options: type, given: dict[str, Any]) -> dict[str, Any]:
+        """The options' field values from the command-line values (`FlagError` if bad)."""
+        values = settings_values(options, given)
+        for name, (inner, names) in self.nested.items():
+            inner_given = {field: given[parameter] for parameter, field in names.items()}
+            values[name] = inner(**settings_values(inner, inner_given))
+        return values
+
+
+def _has_flags(kind: Any) -> bool:
+    return dataclasses.is_dataclass(kind) and isinstance(kind, type) and bool(flag_fields(kind))
+
+
+def _required(parameter: inspect.Parameter) -> inspect.Parameter:
+    """A positional argument that must be given (at least once, when it takes several)."""
+    kind, *info = typing.get_args(parameter.annotation)
+    if type(None) in typing.get_args(kind):
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    return parameter.replace(
+        annotation=Annotated[(kind, *info)],  # type: ignore[valid-type]
+        default=inspect.Parameter.empty,
     )
+
+
+def source_command(source: Source) -> Callable[..., None]:
+    """The `phi3v convert <source>` command function."""
+    flags = _OptionFlags.of(source.options)
+    run = {
+        parameter.name: parameter
+        for parameter in settings_parameters(RunSettings, optional=_ALL_CORES)
+    }
+    src = []
+    if not flags.positional:
+        src.append(
+            inspect.Parameter(
+                "src",
+                inspect.Parameter.KEYWORD_ONLY,
+                annotation=Annotated[
+                    Path, typer.Argument(help=source.src_help, show_default=False)
+                ],
+            )
+        )
+    parameters = [
+        parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        for parameter in [
+            *src,
+            run.pop("out_dir"),
+            *flags.parameters,
+            *run.values(),
+        ]
+    ]
+    names = [parameter.name for parameter in parameters]
+    if len(set(names)) != len(names):
+        raise ValueError(f"convert {source.name}: two options have the same name: {names}")
+
+    def command(**given: Any) -> None:
+        run_given = {name: given.pop(name) for name in ("out_dir", *run)}
+        path = Path(given[flags.positional[0]][0]) if flags.positional else given.pop("src")
+        try:
+            options = source.make_options(path, flags.values(source.options, given))
+        except FlagError as exc:
+            raise typer.BadParameter(exc.message, param_hint=exc.flag) from exc
+        values = settings_values(RunSettings, run_given)
+        values["workers"] = values["workers"] or default_workers()
+        run_from_cli(source.converter(options), path, RunSettings(**values))
+
+    command.__name__ = command.__qualname__ = f"convert_{source.name.replace('-', '_')}"
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
+    return command
+
+
+def convert_app() -> typer.Typer:
+    """The `phi3v convert` group: one command per registered source."""
+    sources = load_sources()
+    app = typer.Typer(
+        name="convert",
+        help=(
+            "Convert a dataset as you have it on disk into phi3v JSONL + images/.\n\n"
+            f"Sources: {', '.join(sources) or '(none registered)'}. Interrupted runs resume "
+            "when rerun with the same arguments; the output is identical for any --workers."
+        ),
+        no_args_is_help=True,
+        rich_markup_mode="rich",
+    )
+    for source in sources.values():
+        app.command(source.name, help=source.help)(source_command(source))
+    return app
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(convert_app())
+
+
+# --- running one -------------------------------------------------------------------------
+
+
+def run_from_cli(converter: Converter, src: Path, settings: RunSettings) -> None:
+    """Run a conversion with a progress bar, print the summary, validate, set the exit code."""
+    out_dir = settings.out_dir
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -274,10 +358,10 @@ def validate_output(out_dir: Path, workers: int) -> bool:
 
     True when it passed (no errors; warnings are shown). The verdict is recorded beside
     the manifest, so that a rerun of the same command on the unchanged output need not
-    validate it again. (Tests count the calls by patching `converters.cli.validate_output`.)
+    validate it again. (Tests count the calls by patching `phi3v_cli.convert.validate_output`.)
     """
-    from phi3v_data.validate import ValidateOptions, validate_paths
     from phi3v_cli.validate import print_report
+    from phi3v_data.validate import ValidateOptions, validate_paths
 
     console.print(escape(f"phi3v validate {out_dir}"), style="bold")
     report = validate_paths([out_dir], ValidateOptions(workers=workers))
@@ -292,20 +376,3 @@ def validate_output(out_dir: Path, workers: int) -> bool:
             )
         )
     return passed
-
-
-def register(app: typer.Typer) -> None:
-    sources = load_sources()
-    convert_app = typer.Typer(
-        name="convert",
-        help=(
-            "Convert a dataset as you have it on disk into phi3v JSONL + images/.\n\n"
-            f"Sources: {', '.join(sources) or '(none registered)'}. Interrupted runs resume "
-            "when rerun with the same arguments; the output is identical for any --workers."
-        ),
-        no_args_is_help=True,
-        rich_markup_mode="rich",
-    )
-    for source in sources.values():
-        convert_app.command(source.name, help=source.help)(source.command)
-    app.add_typer(convert_app)
