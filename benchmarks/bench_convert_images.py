@@ -30,7 +30,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from converters.framework import Converter, RunSettings, default_workers, run_conversion
+from converters.converter import Converter
+from converters.framework import RunSettings, default_workers, run_conversion
 from converters.samples.docvqa import build_docvqa_tree
 from converters.samples.hateful_memes import build_hateful_memes_tree
 from converters.samples.nlvr2 import build_nlvr2_tree

@@ -71,7 +71,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-from converters.framework import (
+from converters.converter import (
     ConversionError,
     Converter,
     ItemResult,

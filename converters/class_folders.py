@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from converters.framework import ConversionError, Skip
+from converters.converter import ConversionError, Skip
 from converters.prompts import line_breaks, template_fields
 from phi3v_data.flags import FlagError, flag
 

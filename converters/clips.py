@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from converters.framework import ItemResult, OutputContext
+from converters.converter import ItemResult, OutputContext
 from converters.video import (
     FrameReader,
     VideoClip,

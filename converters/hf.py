@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from converters.framework import ConversionError
+from converters.converter import ConversionError
 
 _SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")
 _LIST_TYPES = {"List", "Sequence", "LargeList"}

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from converters.framework import OutputContext
+from converters.converter import OutputContext
 from phi3v_data.flags import flag
 from phi3v_data.images import DEFAULT_MAX_PIXELS, inspect_image
 

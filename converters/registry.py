@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converters.framework import Converter
+from converters.converter import Converter
 
 SRC_HELP = "The dataset folder as you have it on disk (see the source's notes above)."
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from converters.framework import Plan, Skip, WorkItem
+from converters.converter import Plan, Skip, WorkItem
 
 # Values meaning "no label here" (HF copies of test splits use -1).
 _UNLABELLED = (None, -1, "", "-1")

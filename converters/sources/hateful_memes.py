@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from converters.framework import (
+from converters.converter import (
     ConversionError,
     Converter,
     ItemResult,

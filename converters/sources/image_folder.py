@@ -39,7 +39,7 @@ from converters.class_folders import (
     test_fraction_flag,
     val_fraction_flag,
 )
-from converters.framework import Converter, ItemResult, OutputContext, Plan, Skip, WorkItem
+from converters.converter import Converter, ItemResult, OutputContext, Plan, Skip, WorkItem
 from converters.images import ImageFailure, deep_check_flag, import_image_file, link_flag
 from converters.registry import register_source
 from phi3v_data.records import Record, Turn

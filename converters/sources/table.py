@@ -55,7 +55,7 @@ from typing import Any
 
 import orjson
 
-from converters.framework import (
+from converters.converter import (
     ConversionError,
     Converter,
     ItemResult,

@@ -35,7 +35,7 @@ from converters.clips import (
     num_frames_flag,
     sampling_flag,
 )
-from converters.framework import (
+from converters.converter import (
     ConversionError,
     Converter,
     ItemResult,

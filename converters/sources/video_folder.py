@@ -53,7 +53,7 @@ from converters.clips import (
     num_frames_flag,
     sampling_flag,
 )
-from converters.framework import Converter, ItemResult, OutputContext, Plan, Skip, WorkItem
+from converters.converter import Converter, ItemResult, OutputContext, Plan, Skip, WorkItem
 from converters.registry import register_source
 from converters.video import VideoError
 from phi3v_data.records import Record, Turn

@@ -9,7 +9,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from converters.framework import ItemResult, OutputContext, RunSettings, WorkItem, run_conversion
+from converters.converter import ItemResult, OutputContext, WorkItem
+from converters.framework import RunSettings, run_conversion
 from converters.prompts import PromptChoice
 from converters.samples.docvqa import build_docvqa_tree
 from converters.sources.docvqa import DocVQAConverter, DocVQAOptions

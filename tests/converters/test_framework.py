@@ -13,21 +13,18 @@ import pytest
 from typer.testing import CliRunner
 
 import phi3v_cli.convert
-from converters.framework import (
-    MANIFEST,
-    VALIDATION_RECORD,
-    WORK_DIR,
+from converters.converter import (
     ConversionError,
     Converter,
     ItemResult,
     NothingConverted,
     OutputContext,
     Plan,
-    RunSettings,
     Skip,
     WorkItem,
-    run_conversion,
 )
+from converters.framework import RunSettings, run_conversion
+from converters.output import MANIFEST, VALIDATION_RECORD, WORK_DIR
 from converters.samples.docvqa import build_docvqa_tree
 from converters.samples.hateful_memes import build_hateful_memes_tree
 from converters.samples.nlvr2 import build_nlvr2_tree

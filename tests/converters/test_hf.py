@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from converters.framework import ConversionError
+from converters.converter import ConversionError
 from converters.hf import RowRef, find_hf_copy, iter_rows, read_row, split_name
 from converters.samples.still_images import image_bytes, save_hf_copy
 

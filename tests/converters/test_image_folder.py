@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from converters.framework import MANIFEST, ConversionError, RunSettings, run_conversion
+from converters.converter import ConversionError
+from converters.framework import RunSettings, run_conversion
+from converters.output import MANIFEST
 from converters.samples.image_folder import ImageInfo, build_image_folder_tree
 from converters.sources.image_folder import ImageFolderConverter, ImageFolderOptions
 from phi3v_cli.app import app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from converters.framework import OutputContext
+from converters.converter import OutputContext
 from converters.images import (
     CheckedImage,
     ImageFailure,

@@ -9,15 +9,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from converters.framework import (
+from converters.converter import (
     ConversionError,
     ItemResult,
     NothingConverted,
     OutputContext,
-    RunSettings,
     WorkItem,
-    run_conversion,
 )
+from converters.framework import RunSettings, run_conversion
 from converters.samples.table import URL, build_table_tree
 from converters.sources.table import TableConverter, TableOptions, render_prompt
 from phi3v_cli.convert import convert_app

@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from converters.framework import MANIFEST, WORK_DIR, ConversionError, RunSettings, run_conversion
+from converters.converter import ConversionError
+from converters.framework import RunSettings, run_conversion
+from converters.output import MANIFEST, WORK_DIR
 from converters.samples.ucf101 import ClipSpec, build_ucf101_tree, frame_index_of
 from converters.sources.ucf101 import UCF101Converter, UCF101Options
 from converters.video import sample_frame_indices

@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from converters.framework import MANIFEST, ConversionError, RunSettings, run_conversion
+from converters.converter import ConversionError
+from converters.framework import RunSettings, run_conversion
+from converters.output import MANIFEST
 from converters.samples.ucf101 import frame_index_of
 from converters.samples.video_folder import FORMATS, ClipInfo, build_video_folder_tree
 from converters.sources.video_folder import VideoFolderConverter, VideoFolderOptions
