@@ -39,7 +39,8 @@ from converters.samples.table import build_table_tree
 from converters.sources.docvqa import DocVQAConverter, DocVQAOptions
 from converters.sources.hateful_memes import HatefulMemesConverter, MemesOptions
 from converters.sources.nlvr2 import NLVR2Converter, NLVR2Options
-from converters.sources.table import TableConverter, TableOptions
+from converters.sources.table import TableConverter
+from converters.table_columns import TableOptions
 
 
 @dataclass

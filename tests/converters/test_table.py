@@ -18,7 +18,8 @@ from converters.converter import (
 )
 from converters.framework import RunSettings, run_conversion
 from converters.samples.table import URL, build_table_tree
-from converters.sources.table import TableConverter, TableOptions, render_prompt
+from converters.sources.table import TableConverter
+from converters.table_columns import TableOptions, render_prompt
 from phi3v_cli.convert import convert_app
 from phi3v_data.flags import FlagError
 from phi3v_data.validate import ValidateOptions, validate_paths
