@@ -10,7 +10,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from converters.chat import ChatOptions, RowProblem, user_text
+from converters.chat import ChatOptions
+from converters.chat_rows import RowProblem, user_text
 from converters.framework import RunSettings, run_conversion
 from converters.samples.llava import build_llava_tree
 from converters.sources.llava import LlavaConverter

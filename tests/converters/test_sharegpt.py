@@ -10,7 +10,8 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
-from converters.chat import ChatOptions, RowProblem
+from converters.chat import ChatOptions
+from converters.chat_rows import RowProblem
 from converters.framework import RunSettings, run_conversion
 from converters.samples.sharegpt import build_sharegpt_tree, rows, tiny_png
 from converters.sources.sharegpt import ShareGPTConverter
