@@ -25,21 +25,22 @@ Planning only lists folders; no file is opened:
   classes, as its official splits treat them).
 - Output names: each file gets a stem unique within its class folder (its stem, or its
   whole name when two stems collide, e.g. `a.mp4` and `a.mkv`).
+
+The flags of the class-folder sources and their checks: `converters/class_folder_flags.py`;
+cutting files into val/test by group: `converters/class_folder_splits.py`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from converters.class_folder_splits import assign_splits
 from converters.converter import ConversionError, Skip
-from converters.prompts import line_breaks, template_fields
-from phi3v_data.flags import FlagError, flag
 
 HIDDEN_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
 SPLIT_ALIASES = {
@@ -53,88 +54,8 @@ SPLIT_ALIASES = {
     "testing": "test",
 }
 _SPLIT_RANK = {"train": 0, "val": 1, "dev": 2, "test": 3}
-UCF_GROUP_REGEX = r"_g(\d+)_"
-_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-LAYOUTS = ("auto", "classes", "splits")
-
-
-# The shared command-line flags, one field factory each; the field names give the flags
-# (--val-fraction...). Every class-folder source's options declare these fields.
-def layout_flag() -> Any:
-    return flag(
-        "auto",
-        choices=LAYOUTS,
-        help="classes: SRC/<class>/<file>; splits: SRC/<split>/<class>/<file>; auto: splits "
-        "when every folder of SRC is named like a split (train, val, validation, dev, test...).",
-    )
-
-
-def classes_flag() -> Any:
-    """`--classes` (comma-separated or repeated) as a tuple of names (also ucf101's)."""
-    return flag(
-        (),
-        repeat=True,
-        parse=split_names,
-        help="Only these classes (comma-separated or repeated); the prompt lists only them.",
-    )
-
-
-def val_fraction_flag() -> Any:
-    return flag(
-        0.0,
-        min=0.0,
-        max=0.95,
-        help="Without split folders: move this fraction of the groups (see --group-regex) "
-        "to a val split, chosen deterministically; a group never straddles splits.",
-    )
-
-
-def test_fraction_flag() -> Any:
-    return flag(
-        0.0,
-        min=0.0,
-        max=0.95,
-        help="Without split folders: move this fraction of the groups to a test split.",
-    )
-
-
-def group_regex_flag() -> Any:
-    """`--group-regex`; the options check it with `check_group_regex` (it needs a fraction)."""
-    return flag(
-        None,
-        help="Regex whose first capture group (else the whole match) in a file name is the "
-        "file's group: a group's files go to the same split. Default: UCF-101's "
-        "'_g(\\d+)_' when names have it, else each file is its own group.",
-        show_default=False,
-    )
-
-
-def split_seed_flag() -> Any:
-    return flag(0, help="Seed of the group order that --val-fraction/--test-fraction cut.")
-
-
-def source_flag() -> Any:
-    """`--source`, checked; None (left out) means SRC's folder name (`default_source_name`)."""
-    return flag(
-        None,
-        help="The records' source, which names the output files <source>_<split>.jsonl "
-        "(default: SRC's folder name).",
-        show_default=False,
-        parse=checked_source_name,
-    )
-
-
-def prompt_flag(default: str) -> Any:
-    """The `--prompt` field of a class-folder source whose default prompt is `default`."""
-    return flag(
-        default,
-        help="The user question; {classes} becomes the sorted class names, "
-        f"comma-separated. Default: {default!r}. Use \\n for a line break.",
-        show_default=False,
-        parse=checked_prompt,
-    )
+# A name that can name an output file (a source, a split folder).
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,12 +123,6 @@ def hidden(name: str) -> bool:
     return name.startswith(".") or name in HIDDEN_NAMES
 
 
-def split_names(values: Iterable[str] | None) -> tuple[str, ...]:
-    """Comma-separated or repeated CLI values as one tuple, in order, without repeats."""
-    names = [part.strip() for value in values or [] for part in value.split(",")]
-    return tuple(dict.fromkeys(name for name in names if name))
-
-
 def select_classes(available: list[str], wanted: tuple[str, ...], where: str) -> set[str]:
     """`wanted` (all when empty); an unknown name is an error listing the available ones."""
     if not wanted:
@@ -219,54 +134,6 @@ def select_classes(available: list[str], wanted: tuple[str, ...], where: str) ->
             f"{', '.join(available)}"
         )
     return set(wanted)
-
-
-def checked_source_name(value: str) -> str:
-    """`--source` as given, or a `FlagError`: it names the output files."""
-    if not _SAFE_NAME.fullmatch(value):
-        raise FlagError(
-            "--source",
-            f"{value!r}: use letters, digits, '.', '_' and '-' (it names the output "
-            "files <source>_<split>.jsonl)",
-        )
-    return value
-
-
-def default_source_name(src: Path, fallback: str) -> str:
-    """SRC's folder name made safe for `<source>_<split>.jsonl` (`fallback` if nothing is left)."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", src.resolve().name).lstrip("._-")
-    return name or fallback
-
-
-def checked_prompt(template: str) -> str:
-    """The prompt template (`\\n` for a line break); only `{classes}` may be in it."""
-    template = line_breaks(template)
-    try:
-        unknown = template_fields(template) - {"classes"}
-    except ValueError as exc:
-        raise FlagError("--prompt", f"not a valid template: {exc}") from exc
-    if unknown:
-        raise FlagError(
-            "--prompt",
-            f"unknown field(s) {', '.join(sorted(unknown))}: only {{classes}} is filled in "
-            "(write {{ }} for a brace)",
-        )
-    return template
-
-
-def check_group_regex(value: str | None, fractions: bool) -> None:
-    """`--group-regex` only with a fraction to cut, and a valid regex (else `FlagError`)."""
-    if value is None:
-        return
-    if not fractions:
-        raise FlagError(
-            "--group-regex",
-            "groups only matter when --val-fraction or --test-fraction splits the files",
-        )
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise FlagError("--group-regex", f"not a valid regex: {exc}") from exc
 
 
 def list_class_folders(src: Path, spec: FolderSpec) -> Listing:
@@ -332,7 +199,7 @@ def _split_folders(src: Path, forced: bool) -> list[tuple[str, Path]]:
         if not entry.is_dir():
             continue
         split = SPLIT_ALIASES.get(entry.name.lower(), entry.name if forced else "")
-        if not _SAFE_NAME.fullmatch(split):
+        if not SAFE_NAME.fullmatch(split):
             raise ConversionError(
                 f"{entry}: a split folder name must be letters, digits, '.', '_' and '-' "
                 "(it names the output file <source>_<split>.jsonl); rename it"
@@ -439,96 +306,6 @@ def unique_stems(names: Iterable[str]) -> dict[str, str]:
             seen[folded] += 1
             chosen[name] = f"{chosen[name]}~{seen[folded]}"
     return chosen
-
-
-def assign_splits(files: list[MediaFile], spec: FolderSpec) -> dict[str, list[MediaFile]]:
-    """Files (in plan order) per split: train, plus val/test when their fractions are set."""
-    val, test = spec.val_fraction, spec.test_fraction
-    if not val and not test:
-        return {"train": files}
-    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
-        raise ConversionError(
-            f"--val-fraction {val} and --test-fraction {test} must be >= 0 and add up to "
-            "less than 1"
-        )
-    pattern = _group_pattern(files, spec.group_regex)
-    grouped = [replace(file, group=group_of(pattern, file)) for file in files]
-    members: dict[str, set[str]] = {}
-    for file in grouped:
-        members.setdefault(_group_key(file), set()).add(file.label)
-    per_class = all(len(labels) == 1 for labels in members.values())
-    strata: dict[str, list[str]] = {}
-    for key, labels in members.items():
-        strata.setdefault(next(iter(labels)) if per_class else "", []).append(key)
-    split_of: dict[str, str] = {}
-    for keys in strata.values():
-        ordered = sorted(keys, key=lambda key: (_draw(spec.split_seed, key), key))
-        n_val, n_test = _share(val, len(ordered)), _share(test, len(ordered))
-        if n_val + n_test >= len(ordered):
-            if not per_class:
-                raise ConversionError(
-                    f"--val-fraction {val} and --test-fraction {test} of {len(ordered)} "
-                    "groups leave no train group (the groups span classes, so they are cut "
-                    "across all classes): lower the fractions or check --group-regex"
-                )
-            while n_val + n_test > len(ordered) - 1:  # keep one train group per class
-                if n_test >= n_val and n_test > 0:
-                    n_test -= 1
-                else:
-                    n_val -= 1
-        for position, key in enumerate(ordered):
-            split_of[key] = (
-                "val" if position < n_val else "test" if position < n_val + n_test else "train"
-            )
-    splits: dict[str, list[MediaFile]] = {"train": []}
-    if val:
-        splits["val"] = []
-    if test:
-        splits["test"] = []
-    for file in grouped:
-        splits[split_of[_group_key(file)]].append(file)
-    return splits
-
-
-def _group_pattern(files: list[MediaFile], regex: str | None) -> re.Pattern[str] | None:
-    names = [PurePosixPath(file.key).name for file in files]
-    if regex is None:
-        pattern = re.compile(UCF_GROUP_REGEX, re.IGNORECASE)
-        return pattern if any(pattern.search(name) for name in names) else None
-    pattern = re.compile(regex)
-    if not any(pattern.search(name) for name in names):
-        examples = ", ".join(names[:3])
-        raise ConversionError(
-            f"--group-regex {regex!r} matches no file name (e.g. {examples}): fix it, or drop "
-            "it to make each file its own group"
-        )
-    return pattern
-
-
-def group_of(pattern: re.Pattern[str] | None, file: MediaFile) -> str | None:
-    """The group `pattern` finds in the file's name (digits as a number), or None."""
-    if pattern is None:
-        return None
-    match = pattern.search(PurePosixPath(file.key).name)
-    if match is None:
-        return None
-    value = match.group(1) if pattern.groups else match.group(0)
-    if value is None:
-        return None
-    return str(int(value)) if value.isdigit() else value
-
-
-def _group_key(file: MediaFile) -> str:
-    return f"group:{file.group}" if file.group is not None else f"file:{file.key}"
-
-
-def _draw(seed: int, key: str) -> bytes:
-    return hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
-
-
-def _share(fraction: float, count: int) -> int:
-    """round(fraction x count), halves up."""
-    return int(fraction * count + 0.5)
 
 
 def _nothing_found(

@@ -22,7 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from converters.class_folders import classes_flag, select_classes
+from converters.class_folder_flags import classes_flag
+from converters.class_folders import select_classes
 from converters.clips import (
     ClipSampler,
     FrameSettings,

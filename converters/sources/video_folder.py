@@ -26,21 +26,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from converters.class_folders import (
-    FolderSpec,
-    MediaFile,
+from converters.class_folder_flags import (
     check_group_regex,
     classes_flag,
     default_source_name,
     group_regex_flag,
     layout_flag,
-    list_class_folders,
     prompt_flag,
     source_flag,
     split_seed_flag,
     test_fraction_flag,
     val_fraction_flag,
 )
+from converters.class_folders import FolderSpec, MediaFile, list_class_folders
 from converters.clips import (
     ClipSampler,
     FrameSettings,
