@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from converters.converter import ItemResult, OutputContext
 from converters.video import (
+    DECODERS,
+    SAMPLING_MODES,
     FrameReader,
     VideoClip,
     VideoError,
@@ -41,10 +43,6 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-SAMPLINGS = ("uniform", "center", "fps")
-DECODERS = ("pyav", "decord")
-
-
 # The shared command-line flags, one field factory each; the field names give the flags
 # (--num-frames...). Every video source's options declare these fields (`FrameSettings`).
 def num_frames_flag(default: int = 8) -> Any:
@@ -54,7 +52,7 @@ def num_frames_flag(default: int = 8) -> Any:
 def sampling_flag(default: str = "uniform") -> Any:
     return flag(
         default,
-        choices=SAMPLINGS,
+        choices=SAMPLING_MODES,
         help="uniform: floor(arange(0, n, n/k)) as the reference; center: middle of k "
         "equal segments; fps: k frames per second, at most --max-frames.",
     )
