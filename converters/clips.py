@@ -27,14 +27,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from converters.converter import ItemResult, OutputContext
+from converters.frame_readers import FrameReader, frame_reader
 from converters.video import (
     DECODERS,
     SAMPLING_MODES,
-    FrameReader,
     VideoClip,
     VideoError,
     VideoProbe,
-    frame_reader,
     sample_frame_indices,
 )
 from phi3v_data.flags import flag

@@ -9,10 +9,9 @@ import av
 import numpy as np
 import pytest
 
+from converters.frame_readers import DecordReader, PyAVReader
 from converters.samples.ucf101 import frame_index_of, write_clip
 from converters.video import (
-    DecordReader,
-    PyAVReader,
     VideoClip,
     VideoError,
     probe_video,
