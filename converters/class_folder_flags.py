@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from converters.class_folders import SAFE_NAME
+from converters.class_folder_scan import SAFE_NAME
 from converters.prompts import line_breaks, template_fields
 from phi3v_data.flags import FlagError, flag
 

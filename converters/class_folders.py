@@ -26,79 +26,29 @@ Planning only lists folders; no file is opened:
 - Output names: each file gets a stem unique within its class folder (its stem, or its
   whole name when two stems collide, e.g. `a.mp4` and `a.mkv`).
 
-The flags of the class-folder sources and their checks: `converters/class_folder_flags.py`;
-cutting files into val/test by group: `converters/class_folder_splits.py`.
+Here: listing a SRC (`list_class_folders`) and cutting it into splits (`assign_splits`).
+Reading the folders: `converters/class_folder_scan.py`; the sources' flags and their
+checks: `converters/class_folder_flags.py`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections import Counter
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
 
-from converters.class_folder_splits import assign_splits
+from converters.class_folder_scan import (
+    FolderProblem,
+    FolderSpec,
+    MediaFile,
+    detect_layout,
+    scan_root,
+    split_folders,
+)
 from converters.converter import ConversionError, Skip
 
-HIDDEN_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
-SPLIT_ALIASES = {
-    "train": "train",
-    "training": "train",
-    "val": "val",
-    "valid": "val",
-    "validation": "val",
-    "dev": "dev",
-    "test": "test",
-    "testing": "test",
-}
-_SPLIT_RANK = {"train": 0, "val": 1, "dev": 2, "test": 3}
-# A name that can name an output file (a source, a split folder).
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-
-
-@dataclass(frozen=True, slots=True)
-class FolderSpec:
-    """What to list: the media kind and extensions, and the user's layout/split options."""
-
-    kind: str  # "video" or "image": used in messages and the not-a-<kind> skip reason
-    extensions: frozenset[str]
-    layout: str = "auto"
-    classes: tuple[str, ...] = ()
-    val_fraction: float = 0.0
-    test_fraction: float = 0.0
-    group_regex: str | None = None
-    split_seed: int = 0
-
-    @classmethod
-    def of(cls, options: Any, kind: str, extensions: frozenset[str]) -> FolderSpec:
-        """The spec from a source's options (fields of the same names)."""
-        return cls(
-            kind=kind,
-            extensions=extensions,
-            layout=options.layout,
-            classes=options.classes,
-            val_fraction=options.val_fraction,
-            test_fraction=options.test_fraction,
-            group_regex=options.group_regex,
-            split_seed=options.split_seed,
-        )
-
-    @property
-    def not_media(self) -> str:
-        return "not_an_image" if self.kind == "image" else f"not_a_{self.kind}"
-
-
-@dataclass(frozen=True, slots=True)
-class MediaFile:
-    """One file to convert. `key` (its path under SRC) names it in skips and meta."""
-
-    path: str
-    key: str
-    label: str
-    stem: str  # output name stem, unique within the class folder
-    group: str | None = None
+UCF_GROUP_REGEX = r"_g(\d+)_"
 
 
 @dataclass(slots=True)
@@ -109,18 +59,6 @@ class Listing:
     classes: list[str]
     splits: dict[str, list[MediaFile]]
     skips: list[Skip] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Problem:
-    key: str
-    reason: str
-    detail: str
-    label: str | None  # the class folder it was found in, if any
-
-
-def hidden(name: str) -> bool:
-    return name.startswith(".") or name in HIDDEN_NAMES
 
 
 def select_classes(available: list[str], wanted: tuple[str, ...], where: str) -> set[str]:
@@ -150,16 +88,16 @@ def list_class_folders(src: Path, spec: FolderSpec) -> Listing:
         )
     layout = detect_layout(src, spec.layout)
     found: dict[str, dict[str, list[MediaFile]]] = {}
-    problems: dict[str, list[_Problem]] = {}
+    problems: dict[str, list[FolderProblem]] = {}
     if layout == "splits":
         if spec.val_fraction or spec.test_fraction:
             raise ConversionError(
                 f"{src} has its own split folders: drop --val-fraction and --test-fraction"
             )
-        for split, folder in _split_folders(src, forced=spec.layout == "splits"):
-            found[split], problems[split] = _scan_root(folder, f"{folder.name}/", spec)
+        for split, folder in split_folders(src, forced=spec.layout == "splits"):
+            found[split], problems[split] = scan_root(folder, f"{folder.name}/", spec)
     else:
-        found["train"], problems["train"] = _scan_root(src, "", spec)
+        found["train"], problems["train"] = scan_root(src, "", spec)
     available = sorted({label for by_class in found.values() for label in by_class})
     if not available:
         raise ConversionError(_nothing_found(src, spec, layout, problems))
@@ -178,138 +116,98 @@ def list_class_folders(src: Path, spec: FolderSpec) -> Listing:
     return Listing(layout=layout, classes=sorted(selected), splits=splits, skips=skips)
 
 
-def detect_layout(src: Path, layout: str) -> str:
-    if layout != "auto":
-        return layout
-    folders = [entry.name for entry in _entries(src) if entry.is_dir()]
-    split_like = [name for name in folders if name.lower() in SPLIT_ALIASES]
-    if split_like and len(split_like) < len(folders):
-        others = [name for name in folders if name not in split_like]
+def assign_splits(files: list[MediaFile], spec: FolderSpec) -> dict[str, list[MediaFile]]:
+    """Files (in plan order) per split: train, plus val/test when their fractions are set."""
+    val, test = spec.val_fraction, spec.test_fraction
+    if not val and not test:
+        return {"train": files}
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ConversionError(
-            f"{src} mixes split folders ({', '.join(split_like)}) with other folders "
-            f"({', '.join(others[:5])}{' ...' if len(others) > 5 else ''}): pass --layout "
-            "splits (every folder is a split) or --layout classes (every folder is a class)"
+            f"--val-fraction {val} and --test-fraction {test} must be >= 0 and add up to "
+            "less than 1"
         )
-    return "splits" if split_like else "classes"
-
-
-def _split_folders(src: Path, forced: bool) -> list[tuple[str, Path]]:
-    named: dict[str, Path] = {}
-    for entry in _entries(src):
-        if not entry.is_dir():
-            continue
-        split = SPLIT_ALIASES.get(entry.name.lower(), entry.name if forced else "")
-        if not SAFE_NAME.fullmatch(split):
-            raise ConversionError(
-                f"{entry}: a split folder name must be letters, digits, '.', '_' and '-' "
-                "(it names the output file <source>_<split>.jsonl); rename it"
-            )
-        if split in named:
-            raise ConversionError(
-                f"{named[split]} and {entry} are both the {split!r} split: merge or rename one"
-            )
-        named[split] = entry
-    return sorted(named.items(), key=lambda item: (_SPLIT_RANK.get(item[0], 2), item[0]))
-
-
-def _entries(folder: Path) -> list[Path]:
-    """The visible entries of `folder`, sorted by name."""
-    try:
-        return sorted((p for p in folder.iterdir() if not hidden(p.name)), key=lambda p: p.name)
-    except OSError as exc:
-        raise ConversionError(f"{folder}: cannot list it ({exc.strerror or exc})") from exc
-
-
-def _scan_root(
-    root: Path, prefix: str, spec: FolderSpec
-) -> tuple[dict[str, list[MediaFile]], list[_Problem]]:
-    """The files of each class folder under `root`, and what was found that is not used."""
-    by_class: dict[str, list[MediaFile]] = {}
-    problems: list[_Problem] = []
-    for entry in _entries(root):
-        key = prefix + entry.name
-        if entry.is_dir():
-            files = _scan_class(entry, key + "/", spec, problems)
-            if files:
-                by_class[entry.name] = files
-        elif entry.suffix.lower() in spec.extensions:
-            problems.append(
-                _Problem(
-                    key,
-                    "not_in_class_folder",
-                    f"a {spec.kind} outside any class folder is not read: move it into "
-                    f"{prefix}<class>/",
-                    None,
+    pattern = _group_pattern(files, spec.group_regex)
+    grouped = [replace(file, group=group_of(pattern, file)) for file in files]
+    members: dict[str, set[str]] = {}
+    for file in grouped:
+        members.setdefault(_group_key(file), set()).add(file.label)
+    per_class = all(len(labels) == 1 for labels in members.values())
+    strata: dict[str, list[str]] = {}
+    for key, labels in members.items():
+        strata.setdefault(next(iter(labels)) if per_class else "", []).append(key)
+    split_of: dict[str, str] = {}
+    for keys in strata.values():
+        ordered = sorted(keys, key=lambda key: (_draw(spec.split_seed, key), key))
+        n_val, n_test = _share(val, len(ordered)), _share(test, len(ordered))
+        if n_val + n_test >= len(ordered):
+            if not per_class:
+                raise ConversionError(
+                    f"--val-fraction {val} and --test-fraction {test} of {len(ordered)} "
+                    "groups leave no train group (the groups span classes, so they are cut "
+                    "across all classes): lower the fractions or check --group-regex"
                 )
+            while n_val + n_test > len(ordered) - 1:  # keep one train group per class
+                if n_test >= n_val and n_test > 0:
+                    n_test -= 1
+                else:
+                    n_val -= 1
+        for position, key in enumerate(ordered):
+            split_of[key] = (
+                "val" if position < n_val else "test" if position < n_val + n_test else "train"
             )
-    return by_class, problems
+    splits: dict[str, list[MediaFile]] = {"train": []}
+    if val:
+        splits["val"] = []
+    if test:
+        splits["test"] = []
+    for file in grouped:
+        splits[split_of[_group_key(file)]].append(file)
+    return splits
 
 
-def _scan_class(
-    folder: Path, prefix: str, spec: FolderSpec, problems: list[_Problem]
-) -> list[MediaFile]:
-    label = folder.name
-    try:
-        entries = _entries(folder)
-    except ConversionError as exc:
-        problems.append(_Problem(prefix, "unreadable", str(exc), label))
-        return []
-    media: list[Path] = []
-    for entry in entries:
-        key = prefix + entry.name
-        if entry.is_dir():
-            problems.append(
-                _Problem(
-                    key + "/",
-                    "nested_folder",
-                    f"folders inside a class folder are not read: put its files directly in "
-                    f"{prefix}",
-                    label,
-                )
-            )
-        elif entry.suffix.lower() in spec.extensions:
-            media.append(entry)
-        else:
-            what = f"extension {entry.suffix!r}" if entry.suffix else "no extension"
-            problems.append(
-                _Problem(
-                    key,
-                    spec.not_media,
-                    f"{what} is not among the {spec.kind} extensions, so the file is not read",
-                    label,
-                )
-            )
-    stems = unique_stems([path.name for path in media])
-    return [MediaFile(str(path), prefix + path.name, label, stems[path.name]) for path in media]
+def _group_pattern(files: list[MediaFile], regex: str | None) -> re.Pattern[str] | None:
+    names = [PurePosixPath(file.key).name for file in files]
+    if regex is None:
+        pattern = re.compile(UCF_GROUP_REGEX, re.IGNORECASE)
+        return pattern if any(pattern.search(name) for name in names) else None
+    pattern = re.compile(regex)
+    if not any(pattern.search(name) for name in names):
+        examples = ", ".join(names[:3])
+        raise ConversionError(
+            f"--group-regex {regex!r} matches no file name (e.g. {examples}): fix it, or drop "
+            "it to make each file its own group"
+        )
+    return pattern
 
 
-def unique_stems(names: Iterable[str]) -> dict[str, str]:
-    """An output stem per file name, unique even on a case-insensitive filesystem.
+def group_of(pattern: re.Pattern[str] | None, file: MediaFile) -> str | None:
+    """The group `pattern` finds in the file's name (digits as a number), or None."""
+    if pattern is None:
+        return None
+    match = pattern.search(PurePosixPath(file.key).name)
+    if match is None:
+        return None
+    value = match.group(1) if pattern.groups else match.group(0)
+    if value is None:
+        return None
+    return str(int(value)) if value.isdigit() else value
 
-    The stem (`a` for `a.mp4`) unless it collides; then the whole name (`a.mp4`), and
-    as a last resort a `~N` suffix.
-    """
-    names = list(names)
-    chosen = {name: PurePosixPath(name).stem for name in names}
-    while True:
-        counts = Counter(stem.casefold() for stem in chosen.values())
-        clashing = [n for n in names if counts[chosen[n].casefold()] > 1 and chosen[n] != n]
-        if not clashing:
-            break
-        for name in clashing:
-            chosen[name] = name
-    counts = Counter(stem.casefold() for stem in chosen.values())
-    seen: Counter[str] = Counter()
-    for name in names:
-        folded = chosen[name].casefold()
-        if counts[folded] > 1:
-            seen[folded] += 1
-            chosen[name] = f"{chosen[name]}~{seen[folded]}"
-    return chosen
+
+def _group_key(file: MediaFile) -> str:
+    return f"group:{file.group}" if file.group is not None else f"file:{file.key}"
+
+
+def _draw(seed: int, key: str) -> bytes:
+    return hashlib.sha256(f"{seed}\x00{key}".encode()).digest()
+
+
+def _share(fraction: float, count: int) -> int:
+    """round(fraction x count), halves up."""
+    return int(fraction * count + 0.5)
 
 
 def _nothing_found(
-    src: Path, spec: FolderSpec, layout: str, problems: dict[str, list[_Problem]]
+    src: Path, spec: FolderSpec, layout: str, problems: dict[str, list[FolderProblem]]
 ) -> str:
     expected = "<split>/<class>/<file>" if layout == "splits" else "<class>/<file>"
     message = (

@@ -1,8 +1,9 @@
 """What a source implements: a `Converter` that plans work items and processes one.
 
 The values it passes to the framework (`WorkItem`, `ItemResult`, `Skip`, `Plan`), where it
-writes images (`OutputContext`) and the errors that stop a conversion. The framework
-(`converters.framework`) runs it; `converters.output` owns the output folder.
+writes images (`OutputContext`), what a run reports (`ConversionSummary`) and the errors
+that stop a conversion. The framework (`converters.framework`) runs it;
+`converters.output` owns the output folder.
 """
 
 from __future__ import annotations
@@ -16,14 +17,11 @@ from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from phi3v_data.jsonl import atomic_write_bytes
 from phi3v_data.paths import lexical_path_problem
 from phi3v_data.records import Record
-
-if TYPE_CHECKING:
-    from converters.output import ConversionSummary
 
 IMAGES_DIR = "images"
 
@@ -150,6 +148,35 @@ class Converter(ABC):
 
     def options_dict(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self.options))
+
+
+@dataclass(slots=True)
+class SplitSummary:
+    file: str
+    records: int
+    sha256: str
+    inference_only: bool
+    skipped: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(slots=True)
+class ConversionSummary:
+    out_dir: Path
+    splits: dict[str, SplitSummary]
+    skips: list[Skip]
+    counters: dict[str, int]
+    resumed_shards: int = 0
+    already_complete: bool = False
+    # What --overwrite deleted (names relative to out_dir) and the other files it left alone.
+    removed: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)
+
+    @property
+    def records(self) -> int:
+        return sum(split.records for split in self.splits.values())
 
 
 def jsonable(value: Any) -> Any:

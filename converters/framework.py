@@ -42,20 +42,20 @@ import orjson
 
 from converters.converter import (
     ConversionError,
+    ConversionSummary,
     Converter,
     ItemResult,
     NothingConverted,
     OutputContext,
     Plan,
     Skip,
+    SplitSummary,
     WorkItem,
 )
 from converters.output import (
     MANIFEST,
     SHARD_SIZE,
     WORK_DIR,
-    ConversionSummary,
-    SplitSummary,
     discard,
     finished_summary,
     prepare_output,
@@ -195,7 +195,7 @@ def run_conversion(
             return finished
     plan = converter.plan(src)
     out_existed = out.exists()
-    removed, kept = prepare_output(converter, src, plan, settings)
+    removed, kept = prepare_output(converter, src, plan, out, settings.overwrite)
     work = out / WORK_DIR
 
     pending: list[tuple[str, int, list[WorkItem]]] = []

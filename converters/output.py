@@ -13,22 +13,26 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from converters.converter import IMAGES_DIR, ConversionError, Converter, Plan, Skip
+from converters.converter import (
+    IMAGES_DIR,
+    ConversionError,
+    ConversionSummary,
+    Converter,
+    Plan,
+    Skip,
+    SplitSummary,
+)
 from phi3v_data import __version__
 from phi3v_data.jsonl import atomic_write_bytes, is_temporary_name
-
-if TYPE_CHECKING:
-    from converters.framework import RunSettings
 
 SHARD_SIZE = 16
 WORK_DIR = ".phi3v-work"
@@ -36,35 +40,6 @@ MANIFEST = "manifest.json"
 # The verdict of the convert-time `phi3v validate`, tied to the manifest's checksums, so a
 # rerun of a finished, validated conversion need not check every image again.
 VALIDATION_RECORD = ".phi3v-validated.json"
-
-
-@dataclass(slots=True)
-class SplitSummary:
-    file: str
-    records: int
-    sha256: str
-    inference_only: bool
-    skipped: dict[str, int]
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-@dataclass(slots=True)
-class ConversionSummary:
-    out_dir: Path
-    splits: dict[str, SplitSummary]
-    skips: list[Skip]
-    counters: dict[str, int]
-    resumed_shards: int = 0
-    already_complete: bool = False
-    # What --overwrite deleted (names relative to out_dir) and the other files it left alone.
-    removed: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-
-    @property
-    def records(self) -> int:
-        return sum(split.records for split in self.splits.values())
 
 
 def run_identity(converter: Converter, src: Path) -> dict[str, Any]:
@@ -249,13 +224,12 @@ def finished_summary(converter: Converter, src: Path, out: Path) -> ConversionSu
 
 
 def prepare_output(
-    converter: Converter, src: Path, plan: Plan, settings: RunSettings
+    converter: Converter, src: Path, plan: Plan, out: Path, overwrite: bool
 ) -> tuple[list[str], list[str]]:
     """Check (and with --overwrite, clear) the output folder before converting into it.
 
     Returns what --overwrite removed and the other entries it left alone.
     """
-    out = settings.out_dir
     if out.exists() and not out.is_dir():
         raise ConversionError(f"{out} is a file: --out-dir must be a folder (new or existing)")
     identity = run_identity(converter, src)
@@ -264,7 +238,7 @@ def prepare_output(
     removed: list[str] = []
     kept: list[str] = []
     writes = {converter.output_file(split) for split in plan.splits}
-    if not settings.overwrite:
+    if not overwrite:
         if manifest is not None:  # `finished_summary` let it through: it cannot be ours
             raise ConversionError(
                 f"{out} already holds a finished conversion ({out / MANIFEST}). Use "
@@ -279,7 +253,7 @@ def prepare_output(
     inventory = _inventory(out, writes, manifest, run)
     if inventory.foreign:
         raise _foreign_error(out, inventory.foreign)
-    if settings.overwrite and inventory.ours:
+    if overwrite and inventory.ours:
         removed = _remove_previous_output(inventory.ours)
         kept = inventory.other
     work.mkdir(parents=True, exist_ok=True)

@@ -11,15 +11,11 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from converters.converter import ConversionError
 from converters.images import deep_check_flag, link_flag
 from converters.prompts import line_breaks
 from phi3v_data.flags import FlagError, flag
-
-if TYPE_CHECKING:
-    from converters.table_files import Table
 
 DEFAULT_SOURCE = "table"
 RESERVED_META = ("table_row", "answers", "original_images")
@@ -232,19 +228,3 @@ def render_prompt(template: str, values: dict[str, Any]) -> str:
             value = str(value)
         parts.append(format(value, spec or ""))
     return "".join(parts)
-
-
-def check_columns(table: Table, options: TableOptions) -> None:
-    missing = [
-        (column, option)
-        for column, option in options.wanted_columns().items()
-        if column not in table.columns
-    ]
-    if missing:
-        named = ", ".join(f"{column!r} ({option})" for column, option in missing)
-        found = ", ".join(repr(column) for column in table.columns) or "none"
-        plural = "s" if len(missing) > 1 else ""
-        raise ConversionError(
-            f"{table.name}: no column{plural} {named}. Columns found: {found}. Column names "
-            "are case-sensitive."
-        )

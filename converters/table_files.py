@@ -258,3 +258,19 @@ def input_tables(path: Path, names: dict[Path, str], options: TableOptions) -> l
             f"{', '.join(TABLE_SUFFIXES)}, or a Hugging Face folder"
         )
     return [Table(name, split, columns, roots, lambda: iter(rows), {})]
+
+
+def check_columns(table: Table, options: TableOptions) -> None:
+    missing = [
+        (column, option)
+        for column, option in options.wanted_columns().items()
+        if column not in table.columns
+    ]
+    if missing:
+        named = ", ".join(f"{column!r} ({option})" for column, option in missing)
+        found = ", ".join(repr(column) for column in table.columns) or "none"
+        plural = "s" if len(missing) > 1 else ""
+        raise ConversionError(
+            f"{table.name}: no column{plural} {named}. Columns found: {found}. Column names "
+            "are case-sensitive."
+        )

@@ -33,9 +33,15 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from converters.converter import ConversionError, Converter, NothingConverted, Skip
+from converters.converter import (
+    ConversionError,
+    ConversionSummary,
+    Converter,
+    NothingConverted,
+    Skip,
+)
 from converters.framework import ProgressSink, RunSettings, default_workers, run_conversion
-from converters.output import ConversionSummary, record_validation, recorded_validation
+from converters.output import record_validation, recorded_validation
 from converters.registry import Source, load_sources
 from phi3v_cli.flags import settings_parameters, settings_values
 from phi3v_data.flags import FLAG, FlagError, flag_fields

@@ -36,7 +36,8 @@ from converters.class_folder_flags import (
     test_fraction_flag,
     val_fraction_flag,
 )
-from converters.class_folders import FolderSpec, MediaFile, list_class_folders
+from converters.class_folder_scan import FolderSpec, MediaFile
+from converters.class_folders import list_class_folders
 from converters.converter import Converter, ItemResult, OutputContext, Plan, Skip, WorkItem
 from converters.images import ImageFailure, deep_check_flag, import_image_file, link_flag
 from converters.registry import register_source

@@ -76,11 +76,10 @@ from converters.table_columns import (
     DEFAULT_SOURCE,
     NAME_RE,
     TableOptions,
-    check_columns,
     prompt_fields,
     render_prompt,
 )
-from converters.table_files import RawRow, Table, file_names, input_tables
+from converters.table_files import RawRow, Table, check_columns, file_names, input_tables
 from phi3v_data.records import Record, Turn
 
 

@@ -38,7 +38,8 @@ from converters.class_folder_flags import (
     test_fraction_flag,
     val_fraction_flag,
 )
-from converters.class_folders import FolderSpec, MediaFile, list_class_folders
+from converters.class_folder_scan import FolderSpec, MediaFile
+from converters.class_folders import list_class_folders
 from converters.clips import (
     ClipSampler,
     FrameSettings,
