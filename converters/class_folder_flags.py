@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from converters.class_folder_scan import SAFE_NAME
 from converters.prompts import line_breaks, template_fields
@@ -130,6 +130,32 @@ def checked_prompt(template: str) -> str:
             "(write {{ }} for a brace)",
         )
     return template
+
+
+class NamedBySrc:
+    """Base of a class-folder source's options: the name of its records' source.
+
+    `source` None is `default_source` when the options are made in code, and SRC's folder
+    name on the command line (`from_flags`); `--group-regex` is checked here too.
+    """
+
+    default_source: ClassVar[str]
+    source: str | None
+    group_regex: str | None
+    val_fraction: float
+    test_fraction: float
+
+    def __post_init__(self) -> None:
+        if self.source is None:
+            object.__setattr__(self, "source", self.default_source)
+        check_group_regex(self.group_regex, bool(self.val_fraction or self.test_fraction))
+
+    @classmethod
+    def from_flags(cls, src: Path, **values: Any) -> Any:
+        """The options of a run on `src`: `--source` left out is SRC's folder name."""
+        if values.get("source") is None:
+            values["source"] = default_source_name(src, cls.default_source)
+        return cls(**values)
 
 
 def check_group_regex(value: str | None, fractions: bool) -> None:

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from converters.class_folder_flags import (
-    check_group_regex,
+    NamedBySrc,
     classes_flag,
-    default_source_name,
     group_regex_flag,
     layout_flag,
     prompt_flag,
@@ -52,12 +51,13 @@ IMAGE_EXTENSIONS = frozenset(
 
 
 @dataclass(frozen=True)
-class ImageFolderOptions:
+class ImageFolderOptions(NamedBySrc):
     """Everything that changes the output (stored in the manifest, checked on resume).
 
     The fields are the flags of `phi3v convert image-folder`, in their order.
     """
 
+    default_source: ClassVar[str] = DEFAULT_SOURCE
     source: str | None = source_flag()  # None: SRC's folder name
     layout: str = layout_flag()
     classes: tuple[str, ...] = classes_flag()
@@ -68,18 +68,6 @@ class ImageFolderOptions:
     prompt: str = prompt_flag(PROMPT)
     link: bool = link_flag()
     deep_check: bool = deep_check_flag()
-
-    def __post_init__(self) -> None:
-        if self.source is None:  # made in code: the default name
-            object.__setattr__(self, "source", DEFAULT_SOURCE)
-        check_group_regex(self.group_regex, bool(self.val_fraction or self.test_fraction))
-
-    @classmethod
-    def from_flags(cls, src: Path, **values: Any) -> ImageFolderOptions:
-        """The options of a run on `src`: `--source` left out is SRC's folder name."""
-        if values.get("source") is None:
-            values["source"] = default_source_name(src, DEFAULT_SOURCE)
-        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)
